@@ -1,0 +1,68 @@
+"""The CLI's subcommands. Each takes parsed arguments and returns the exit status."""
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+
+from rich.console import Console
+from rich.table import Table
+
+from engine.context import RunContext, build_context
+from engine.estimate import estimate, human_bytes, human_seconds
+from engine.tile_index import tile_frame, write_tile_index
+
+console = Console(highlight=False)
+
+
+def _context(args: argparse.Namespace) -> RunContext:
+    from engine.cli import overrides_from_args
+
+    return build_context(args.config, overrides_from_args(args), args.aoi, args.aoi_name)
+
+
+def print_plan(ctx: RunContext) -> None:
+    """What the run is about to do: AOI, tiles, pixels, dates, and estimates."""
+    p, s = ctx.params, ctx.plan.summary(len(ctx.outputs), ctx.params.EXPORT_DESTINATION == "asset")
+    est = estimate(ctx)
+    for note in ctx.notes:
+        console.print(f"[yellow]note:[/] {note}")
+    t = Table(title=f"Plan: {ctx.aoi.name} ({ctx.aoi.kind}), {p.OPTICAL_MISSION} {p.START_DATE} to {p.END_DATE}",
+              show_header=False, title_justify="left")
+    t.add_column(style="bold")
+    t.add_column()
+    t.add_row("AOI area", f"{s['aoi_km2']:,.1f} km2, {s['aoi_pixels']:,} px at {s['resolution_m']:g} m")
+    t.add_row("grid", f"{s['crs']}, {s['resolution_m']:g} m pixels, fixed origin")
+    t.add_row("tiles", f"{s['tiles']:,} of {s['tile_size_px']} px ({s['tile_size_km']:g} km, {s['tile_size_source']}), "
+              f"halo {s['halo_px']} px, {s['tile_pixels']:,} px in all")
+    t.add_row("dates", f"~{s['dates_estimate']} optical dates (from the revisit; the catalog decides)")
+    t.add_row("tile memory", f"{human_bytes(s['tile_bytes'])} per tile of {human_bytes(s['budget_bytes'])} budget")
+    t.add_row("backend", f"{p.BACKEND}" + (f" (source: {p.DATA_SOURCE})" if p.BACKEND == "local" else f" ({p.EE_API_URL})"))
+    if p.BACKEND == "gee":
+        quota_ok = s["ee_assets"] <= s["ee_asset_quota"]
+        t.add_row("Earth Engine", f"{est.ee_tasks:,} batch tasks, {est.ee_assets:,} assets "
+                  f"({'within' if quota_ok else '[red]OVER[/]'} the {s['ee_asset_quota']:,}-asset quota)")
+    else:
+        t.add_row("Earth Engine", f"none (local backend); as gee: {s['ee_tasks']:,} tasks, {s['ee_assets']:,} assets "
+                  f"of the {s['ee_asset_quota']:,} quota")
+    t.add_row("estimate", f"~{human_seconds(est.seconds)} wall, ~{human_bytes(est.bytes)} of outputs (rough)")
+    t.add_row("run directory", str(ctx.run_dir))
+    console.print(t)
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    ctx = _context(args)
+    print_plan(ctx)
+    frame = tile_frame(ctx.plan)
+    parquet, geojson = write_tile_index(frame, ctx.run_dir)
+    console.print(f"tile index: {parquet} and {geojson}")
+    return 0
+
+
+def _no_extra(p: argparse.ArgumentParser) -> None:
+    return None
+
+
+# name -> (function, help, takes the job options, adds extra arguments)
+COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str, bool, Callable[[argparse.ArgumentParser], None]]] = {
+    "plan": (cmd_plan, "show how the AOI is cut into tiles and write the tile index (GeoParquet, GeoJSON)", True, _no_extra),
+}

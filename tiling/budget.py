@@ -1,0 +1,62 @@
+"""The tile budget model: bytes of a tile's largest computation, and the side that fits.
+
+The largest per-tile computation is the training reduction (step 6): for every optical date the
+stack carries NDVI, the constant and the 8 SAR covariates, i.e. ``BANDS_PER_DATE`` float32 bands
+over the tile *with its halo*. A tile fits when ``dates x bands x (side + 2 halo)^2 x 4`` is within
+the budget and the haloed side is within Earth Engine's request side limit.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from engine.errors import PlanError
+from tiling.limits import REQUEST_MAX_SIDE
+
+BANDS_PER_DATE = 10  # NDVI + constant + 8 covariates
+DTYPE_BYTES = 4  # float32
+MIN_TILE_SIDE = 64
+REVISIT_DAYS = {"S2": 5.0, "L8": 16.0, "L8+L9": 8.0, "S1": 6.0}
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How many bytes a tile computation may use, for a given number of dates."""
+
+    dates: int
+    max_bytes: int
+    halo: int = 11
+    bands: int = BANDS_PER_DATE
+    dtype_bytes: int = DTYPE_BYTES
+
+    def __post_init__(self) -> None:
+        if self.dates < 1:
+            raise PlanError(f"the period holds no optical dates ({self.dates}); extend START_DATE..END_DATE")
+        if self.max_bytes <= 0:
+            raise PlanError(f"tile budget must be positive, got {self.max_bytes} bytes")
+
+    def tile_bytes(self, side: int) -> int:
+        """Bytes of the largest computation on a tile of ``side`` core pixels."""
+        return self.dates * self.bands * (side + 2 * self.halo) ** 2 * self.dtype_bytes
+
+    def fits(self, side: int) -> bool:
+        return self.tile_bytes(side) <= self.max_bytes and side + 2 * self.halo <= REQUEST_MAX_SIDE
+
+    def best_side(self) -> int:
+        """Largest power-of-two side (>= MIN_TILE_SIDE) that fits the budget."""
+        side = 1 << int(math.log2(REQUEST_MAX_SIDE))
+        while side >= MIN_TILE_SIDE:
+            if self.fits(side):
+                return side
+            side //= 2
+        raise PlanError(
+            f"even a {MIN_TILE_SIDE} px tile needs {self.tile_bytes(MIN_TILE_SIDE) / 2**20:.0f} MiB for "
+            f"{self.dates} dates, over the {self.max_bytes / 2**20:.0f} MiB budget; raise TILE_BUDGET_MB "
+            "or shorten the period"
+        )
+
+
+def estimate_dates(mission: str, days: int, include_landsat9: bool = False) -> int:
+    """Expected optical acquisition days in a period from the mission's revisit (planning only)."""
+    key = "L8+L9" if mission == "L8" and include_landsat9 else mission
+    return max(1, math.ceil(days / REVISIT_DAYS[key]))
