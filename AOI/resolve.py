@@ -8,11 +8,11 @@ from functools import lru_cache
 from pathlib import Path
 
 import geopandas as gpd
+import numpy as np
 import shapely
 from pyproj import CRS, Transformer
 from shapely.geometry import MultiPolygon, Polygon, box
 from shapely.geometry.base import BaseGeometry
-from shapely.ops import transform as shp_transform
 
 from engine.errors import AOIError
 
@@ -44,7 +44,7 @@ class AOI:
     def projected(self) -> BaseGeometry:
         """The geometry in the grid CRS (metres)."""
         tr = Transformer.from_crs("EPSG:4326", f"EPSG:{self.epsg}", always_xy=True)
-        return shp_transform(tr.transform, self.geometry)
+        return shapely.transform(self.geometry, lambda xy: np.column_stack(tr.transform(xy[:, 0], xy[:, 1])))
 
     @property
     def area_km2(self) -> float:

@@ -1,0 +1,98 @@
+"""The plan command: output, tile index files, and one-line errors for bad input."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import geopandas as gpd
+import pytest
+
+
+def test_plan_wrs2_scene_writes_index(run_cli, tmp_path):
+    run_dir = tmp_path / "run"
+    code, out, err = run_cli("plan", "--aoi", "091084", "--mission", "L8", "--start", "2021-01-01",
+                             "--end", "2023-01-01", "--run-dir", str(run_dir))
+    assert code == 0, err
+    assert "162 of 512 px" in out and "EPSG:32755" in out and "31,680" in out
+    tiles = gpd.read_parquet(run_dir / "tiles.parquet")
+    assert len(tiles) == 162 and tiles.crs.to_epsg() == 32755
+    assert {"tile_id", "geometry", "halo", "col_off", "row_off", "width", "height", "crs"} <= set(tiles.columns)
+    assert tiles.tile_id.is_unique
+    assert (tiles.halo.area > tiles.geometry.area).all()
+    gj = json.loads((run_dir / "tiles.geojson").read_text())
+    assert len(gj["features"]) == 162
+
+
+def test_plan_forced_tile_size_and_site(run_cli, tmp_path):
+    code, out, _ = run_cli("plan", "--aoi", "north qld", "--tile-size", "128", "--run-dir", str(tmp_path / "r"))
+    assert code == 0 and "128 px" in out and "forced" in out
+
+
+def test_plan_gee_reports_quota(run_cli, tmp_path):
+    code, out, _ = run_cli("plan", "--aoi", "091084", "--backend", "gee", "--start", "2021-01-01",
+                           "--end", "2023-01-01", "--run-dir", str(tmp_path / "r"))
+    assert code == 0 and "OVER" in out and "10,000-asset quota" in out
+
+
+@pytest.fixture
+def bad_inputs(aoi_files, tmp_path):
+    unknown = tmp_path / "unknown.json"
+    unknown.write_text(json.dumps({"PCA_COMPONENTS": 3}))
+    notjson = tmp_path / "notjson.json"
+    notjson.write_text("{")
+    split = tmp_path / "split.json"
+    split.write_text(json.dumps({"TRAIN_TEST_SPLIT": 1.5}))
+    return [
+        ["--aoi", "0/0"],
+        ["--aoi", "234/1"],
+        ["--aoi", "91/300"],
+        ["--aoi", "Atlantis"],
+        ["--aoi", str(tmp_path / "missing.shp")],
+        ["--aoi", str(aoi_files["empty"])],
+        ["--aoi", str(aoi_files["garbage"])],
+        ["--aoi", str(aoi_files["points"])],
+        ["--aoi", str(aoi_files["fields"]), "--aoi-name", "Paddock 99"],
+        ["--aoi", "150,-20,140,-19"],
+        ["--aoi", "145,-95,146,-17"],
+        ["--aoi", "091084", "--start", "2022-01-01", "--end", "2021-01-01"],
+        ["--aoi", "091084", "--start", "2021-13-01"],
+        ["--aoi", "091084", "--start", "2010-01-01"],
+        ["--aoi", "091084", "--config", str(unknown)],
+        ["--aoi", "091084", "--config", str(notjson)],
+        ["--aoi", "091084", "--config", str(tmp_path / "nope.json")],
+        ["--aoi", "091084", "--config", str(split)],
+        ["--aoi", "091084", "--mission", "L7"],
+        ["--aoi", "091084", "--tile-size", "0"],
+        ["--aoi", "091084", "--tile-size", "33"],
+        ["--aoi", "091084", "--tile-size", "abc"],
+        ["--aoi", "091084", "--crs", "EPSG:4326"],
+        ["--aoi", "091084", "--tile-budget-mb", "1", "--start", "2016-01-01", "--end", "2024-01-01"],
+        ["--aoi", "091084", "--source", "stac"],
+    ]
+
+
+def test_bad_inputs_one_line_error_nothing_written(run_cli, bad_inputs, tmp_path):
+    assert len(bad_inputs) >= 15
+    for args in bad_inputs:
+        run_dir = tmp_path / "never"
+        code, out, err = run_cli("plan", *args, "--run-dir", str(run_dir))
+        lines = [ln for ln in err.splitlines() if ln.strip()]
+        assert code != 0, args
+        assert len(lines) == 1 and lines[0].startswith("error: "), (args, err)
+        assert "Traceback" not in err + out
+        assert not run_dir.exists(), args
+
+
+def test_bad_input_in_a_real_process_has_no_traceback(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "engine", "plan", "--aoi", "0/0", "--run-dir", str(tmp_path / "x")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().startswith("error: WRS-2 path/row 0/0 does not exist")
+    assert "Traceback" not in proc.stderr and not (tmp_path / "x").exists()
+
+
+def test_help_for_every_command():
+    for args in (["--help"], ["plan", "--help"]):
+        proc = subprocess.run([sys.executable, "-m", "engine", *args], capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0 and "--aoi" in proc.stdout or "COMMAND" in proc.stdout
