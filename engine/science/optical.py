@@ -1,0 +1,110 @@
+"""Optical steps: NDVI, cloud masks (S2 SCL, Landsat QA_PIXEL) and same-day mosaicking."""
+from __future__ import annotations
+
+import numpy as np
+
+from engine.errors import ConfigError
+
+__all__ = ["MISSIONS", "ndvi", "cloud_mask", "daily_mosaic"]
+
+MISSIONS = ("S2", "L8")
+
+# Landsat Collection 2 QA_PIXEL bits: 0 fill; 1 dilated cloud, 2 cirrus, 3 cloud, 4 cloud shadow.
+_L8_FILL = np.uint16(1 << 0)
+_L8_CLOUDY = np.uint16((1 << 1) | (1 << 2) | (1 << 3) | (1 << 4))
+
+
+def ndvi(red: np.ndarray, nir: np.ndarray) -> np.ndarray:
+    """(NIR - Red) / (NIR + Red) as float32; NaN where either band is NaN or NIR + Red <= 0."""
+    red = np.asarray(red, dtype=np.float32)
+    nir = np.asarray(nir, dtype=np.float32)
+    total = nir + red
+    ok = total > 0  # False for NaN too
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = (nir - red) / total
+    return np.where(ok, out, np.float32(np.nan)).astype(np.float32, copy=False)
+
+
+def cloud_mask(mission: str, qa: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Return ``(cloudy, valid)`` bool arrays from the mission's QA band.
+
+    S2 (``SCL``): valid = SCL not in {0 no data, 1 saturated}; cloudy = SCL == 3 (shadow) or
+    SCL >= 7 (unclassified, cloud medium/high, cirrus, snow). L8 (``QA_PIXEL``): valid = bit 0
+    (fill) clear; cloudy = any of bits 1-4 (dilated cloud, cirrus, cloud, shadow) set. ``cloudy``
+    is False wherever ``valid`` is False, so clear = ``valid & ~cloudy``. A float ``qa`` with NaN
+    is accepted; NaN is invalid. Unknown missions raise ``ConfigError`` (a ``ValueError``).
+    """
+    key = str(mission).strip().upper()
+    if key not in MISSIONS:
+        raise ConfigError(f"unknown mission {mission!r}: expected one of {', '.join(MISSIONS)}")
+    qa = np.asarray(qa)
+    finite = np.ones(qa.shape, dtype=bool)
+    if np.issubdtype(qa.dtype, np.floating):
+        finite = np.isfinite(qa)
+        qa = np.where(finite, qa, 0)
+    code = qa.astype(np.int64)
+    if key == "S2":
+        valid = finite & (code != 0) & (code != 1)
+        cloudy = valid & ((code == 3) | (code >= 7))
+    else:
+        valid = finite & ((code & int(_L8_FILL)) == 0)
+        cloudy = valid & ((code & int(_L8_CLOUDY)) != 0)
+    return cloudy, valid
+
+
+def daily_mosaic(
+    times: np.ndarray, *arrays: np.ndarray, valid: np.ndarray | None = None
+) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+    """Mosaic images acquired on the same UTC day into one image per day.
+
+    ``times`` (N,) are UTC datetime64; each array is (N, ...). Returns ``day_times`` (D,), the
+    distinct days ascending as datetime64[ns] at 00:00 UTC, and the arrays mosaicked to (D, ...).
+    Per pixel, the first image of the day in input order that is valid there wins, and *all*
+    arrays take that image's value, so bands and QA stay from the same acquisition. Validity is
+    ``valid`` (N, ...) bool when given (e.g. from ``cloud_mask``), else "every float array is
+    non-NaN". Where no image of the day is valid, the day's first image is kept.
+    """
+    times = np.asarray(times).astype("datetime64[ns]")
+    if times.ndim != 1:
+        raise ValueError(f"times must be 1-D, got shape {times.shape}")
+    n = times.shape[0]
+    arrays = tuple(np.asarray(a) for a in arrays)
+    for a in arrays:
+        if a.shape[:1] != (n,):
+            raise ValueError(f"array of shape {a.shape} does not have {n} images on axis 0")
+    if valid is None:
+        floats = [a for a in arrays if np.issubdtype(a.dtype, np.floating)]
+        if floats:
+            shape = np.broadcast_shapes(*(a.shape for a in floats))
+            ok = np.ones(shape, dtype=bool)
+            for a in floats:
+                ok &= ~np.isnan(a)
+        else:
+            ok = np.ones((n,), dtype=bool)
+    else:
+        ok = np.asarray(valid, dtype=bool)
+        if ok.shape[:1] != (n,):
+            raise ValueError(f"valid of shape {ok.shape} does not have {n} images on axis 0")
+
+    day = times.astype("datetime64[D]")
+    day_values = np.unique(day)
+    out: list[list[np.ndarray]] = [[] for _ in arrays]
+    for d in day_values:
+        idx = np.flatnonzero(day == d)  # input order
+        first = idx[0]
+        mosaics = [a[first].copy() for a in arrays]
+        filled = np.array(ok[first], copy=True)
+        for j in idx[1:]:
+            take = np.asarray(~filled & ok[j])
+            if not take.any():
+                continue
+            for m, a in zip(mosaics, arrays):
+                t = np.broadcast_to(take, m.shape)
+                m[t] = a[j][t]
+            filled |= take
+        for lst, m in zip(out, mosaics):
+            lst.append(m)
+    stacked = tuple(
+        np.stack(lst) if lst else np.empty((0,) + a.shape[1:], dtype=a.dtype) for lst, a in zip(out, arrays)
+    )
+    return day_values.astype("datetime64[ns]"), stacked

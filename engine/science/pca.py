@@ -1,0 +1,85 @@
+"""Step 8: temporal PCA smoothing of the per-date predictions with an AOI-wide basis."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["PCABasis", "n_components", "pca_basis", "pca_smooth"]
+
+
+@dataclass(frozen=True, eq=False)
+class PCABasis:
+    """AOI-wide PCA basis: per-date ``mean`` (N,), ``components`` (N, k), eigenvalues ``explained`` (k,)."""
+
+    mean: np.ndarray
+    components: np.ndarray
+    explained: np.ndarray
+
+
+def n_components(n_dates: int, ratio: float) -> int:
+    """floor(n_dates x ratio), clamped to [1, n_dates] (at least one component is always kept).
+
+    A 1e-9 tolerance is added before flooring so float error (0.29 x 100 = 28.999...) does not
+    lose a component.
+    """
+    if n_dates < 1:
+        raise ValueError(f"n_dates must be >= 1, got {n_dates}")
+    return int(min(n_dates, max(1, math.floor(n_dates * ratio + 1e-9))))
+
+
+def pca_basis(samples: np.ndarray, ratio: float) -> PCABasis:
+    """PCA basis from an (S, N) sample of predictions (S pixels, N dates), NaN = missing.
+
+    Uses complete rows only, in float64: mean per date, covariance with ddof=1, ``eigh``; keeps the
+    ``n_components(N, ratio)`` leading components by decreasing eigenvalue. Sign convention: each
+    component's largest-magnitude loading (first on ties) is positive, so reruns are identical.
+    Raises ``ValueError`` with fewer than 2 complete rows.
+    """
+    x = np.asarray(samples, dtype=np.float64)
+    if x.ndim != 2:
+        raise ValueError(f"samples must be (pixels, dates), got shape {x.shape}")
+    n = x.shape[1]
+    complete = x[np.all(np.isfinite(x), axis=1)]
+    if complete.shape[0] < 2:
+        raise ValueError(
+            f"PCA needs at least 2 sample pixels with a prediction on all {n} dates, got "
+            f"{complete.shape[0]}; use a larger sample or set PCA_SMOOTH to false"
+        )
+    mean = complete.mean(axis=0)
+    anom = complete - mean
+    cov = anom.T @ anom / (complete.shape[0] - 1)
+    vals, vecs = np.linalg.eigh(cov)
+    order = np.argsort(vals, kind="stable")[::-1]
+    k = n_components(n, ratio)
+    vals = vals[order][:k]
+    vecs = vecs[:, order][:, :k]
+    lead = np.argmax(np.abs(vecs), axis=0)
+    signs = np.where(vecs[lead, np.arange(k)] < 0, -1.0, 1.0)
+    vecs = np.ascontiguousarray(vecs * signs)
+    vals = np.ascontiguousarray(vals)
+    for a in (mean, vecs, vals):
+        a.setflags(write=False)
+    return PCABasis(mean=mean, components=vecs, explained=vals)
+
+
+def pca_smooth(pred: np.ndarray, basis: PCABasis) -> np.ndarray:
+    """Project each pixel's N-date series on the basis and reconstruct; returns float32, same shape.
+
+    ``pred`` is (N, y, x) or (N, P). Anomalies from ``basis.mean`` are projected on the components
+    and reconstructed, then the means are added back. Missing (NaN) dates contribute a zero
+    anomaly to the projection and stay NaN in the output; all-NaN pixels stay NaN.
+    """
+    pred = np.asarray(pred)
+    n = basis.mean.shape[0]
+    if pred.ndim < 1 or pred.shape[0] != n:
+        raise ValueError(f"pred has {pred.shape[0] if pred.ndim else 0} dates but the PCA basis has {n}")
+    x = pred.reshape(n, -1).astype(np.float64)
+    missing = np.isnan(x)
+    anom = x - basis.mean[:, None]
+    anom[missing] = 0.0
+    comps = basis.components
+    recon = comps @ (comps.T @ anom) + basis.mean[:, None]
+    recon[missing] = np.nan
+    return recon.astype(np.float32).reshape(pred.shape)

@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+import numpy as np
+
+from engine.science.fill import fill, image_mae
+from engine.science.neighbourhood import focal_median3
+
+
+def test_fill_takes_prediction_where_masked():
+    obs = np.full((1, 4, 4), 0.5, dtype=np.float32)
+    cal = np.full((1, 4, 4), 0.9, dtype=np.float32)
+    mask = np.zeros((1, 4, 4), dtype=np.uint8)
+    mask[0, :, :2] = [1, 2]  # cloudy and artificially hidden both count as masked
+    out = fill(obs, mask, cal)
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out[0], np.tile([0.9, 0.9, 0.5, 0.5], (4, 1)))
+
+
+def test_fill_nan_handling_and_median():
+    rng = np.random.default_rng(2)
+    obs = rng.random((2, 6, 5)).astype(np.float32)
+    cal = rng.random((2, 6, 5)).astype(np.float32)
+    mask = (rng.random((2, 6, 5)) < 0.3).astype(np.uint8)
+    obs[0, 1, 1] = np.nan  # invalid observation, prediction available -> prediction
+    mask[0, 1, 1] = 0
+    mask[1, 2, 2] = 1
+    cal[1, 2, 2] = np.nan  # masked, no prediction -> NaN before the median
+    pre = np.where(mask != 0, cal, obs)
+    pre[0, 1, 1] = cal[0, 1, 1]
+    out = fill(obs, mask, cal)
+    np.testing.assert_array_equal(out, focal_median3(pre))
+    assert np.isfinite(out[1, 2, 2])  # the median fills the hole from its neighbours
+    nothing = fill(np.full((3, 3), np.nan, np.float32), np.ones((3, 3), np.uint8), np.full((3, 3), np.nan, np.float32))
+    assert np.all(np.isnan(nothing))
+
+
+def test_image_mae():
+    obs = np.array([0.1, 0.2, 0.3, np.nan, 0.4])
+    pred = np.array([0.2, 0.2, 0.5, 0.1, 0.9])
+    mask = np.array([0, 0, 1, 0, 2])
+    assert np.isclose(image_mae(obs, pred, mask), 0.05)
+    assert image_mae(obs, pred, np.ones(5)) == -1.0
+    assert image_mae(obs, np.full(5, np.nan), mask) == -1.0
+    assert isinstance(image_mae(obs, pred, mask), float)
