@@ -32,6 +32,44 @@ def _sort3(a: float, b: float, c: float) -> tuple[float, float, float]:
     return a, b, c
 
 
+@numba.njit(cache=True, inline="always")
+def _cmpswap(b: np.ndarray, i: int, j: int) -> None:
+    x = b[i]
+    y = b[j]
+    b[i] = min(x, y)
+    b[j] = max(x, y)
+
+
+@numba.njit(cache=True, inline="always")
+def _sort9(b: np.ndarray) -> None:
+    """Sort b[0:9] in place with an optimal 25-comparator network (Knuth, TAOCP 5.3.4)."""
+    _cmpswap(b, 0, 3)
+    _cmpswap(b, 1, 7)
+    _cmpswap(b, 2, 5)
+    _cmpswap(b, 4, 8)
+    _cmpswap(b, 0, 7)
+    _cmpswap(b, 2, 4)
+    _cmpswap(b, 3, 8)
+    _cmpswap(b, 5, 6)
+    _cmpswap(b, 0, 2)
+    _cmpswap(b, 1, 3)
+    _cmpswap(b, 4, 5)
+    _cmpswap(b, 7, 8)
+    _cmpswap(b, 1, 4)
+    _cmpswap(b, 3, 6)
+    _cmpswap(b, 5, 7)
+    _cmpswap(b, 0, 1)
+    _cmpswap(b, 2, 4)
+    _cmpswap(b, 3, 5)
+    _cmpswap(b, 6, 8)
+    _cmpswap(b, 2, 3)
+    _cmpswap(b, 4, 5)
+    _cmpswap(b, 6, 7)
+    _cmpswap(b, 1, 2)
+    _cmpswap(b, 3, 4)
+    _cmpswap(b, 5, 6)
+
+
 @numba.njit(cache=True)
 def _focal_median3_kernel(src: np.ndarray, out: np.ndarray) -> None:
     n_planes, h, w = src.shape
@@ -60,18 +98,18 @@ def _focal_median3_kernel(src: np.ndarray, out: np.ndarray) -> None:
                     md = _sort3(mid[x - 1], mid[x], mid[x + 1])[1]
                     o[y, x] = _sort3(mx_lo, md, mn_hi)[1]
                     continue
-                # General path: gather the valid neighbours, insertion sort.
+                # General path (edges, NaN): NaN and off-array neighbours become +inf and sort
+                # last; a branch-free sorting network then orders all 9, the n valid ones first.
                 n = 0
-                for yy in range(max(y - 1, 0), min(y + 2, h)):
-                    for xx in range(max(x - 1, 0), min(x + 2, w)):
-                        v = a[yy, xx]
-                        if not np.isnan(v):
-                            j = n
-                            while j > 0 and buf[j - 1] > v:
-                                buf[j] = buf[j - 1]
-                                j -= 1
-                            buf[j] = v
-                            n += 1
+                k = 0
+                for yy in range(y - 1, y + 2):
+                    for xx in range(x - 1, x + 2):
+                        v = a[yy, xx] if (0 <= yy < h and 0 <= xx < w) else np.nan
+                        ok = not np.isnan(v)
+                        buf[k] = v if ok else np.inf
+                        n += ok
+                        k += 1
+                _sort9(buf)
                 if n == 0:
                     o[y, x] = np.nan
                 elif n % 2 == 1:
@@ -80,20 +118,28 @@ def _focal_median3_kernel(src: np.ndarray, out: np.ndarray) -> None:
                     o[y, x] = 0.5 * (buf[n // 2 - 1] + buf[n // 2])
 
 
-def focal_median3(a: np.ndarray) -> np.ndarray:
+def focal_median3(a: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """NaN-aware median over each pixel's 3 x 3 window on the last two axes.
 
     Earth Engine's ``focalMedian()`` default (circle, radius 1.5 px) covers the full 3 x 3 window.
     NaN neighbours and neighbours beyond the array edge are skipped; the result is NaN only where
     all of them are NaN. With an even number of valid values the result is the mean of the two
     middle values (``numpy.nanmedian`` semantics), which may differ from Earth Engine's
-    histogram-based median. Float input keeps its dtype; other input gives float64.
+    histogram-based median. Float input keeps its dtype; other input gives float64. ``out``
+    (optional, C-contiguous, same shape and dtype, not ``a`` itself) receives the result.
     """
     planes, dtype = _as_planes(a)
-    out = np.empty_like(planes)
+    if out is None:
+        res = np.empty_like(planes)
+    else:
+        if out.shape != np.shape(a) or out.dtype != dtype or not out.flags.c_contiguous:
+            raise ValueError(f"out must be C-contiguous {dtype} of shape {np.shape(a)}")
+        if np.may_share_memory(out, planes):
+            raise ValueError("out must not overlap the input")
+        res = out.reshape(planes.shape)
     if planes.size:
-        _focal_median3_kernel(planes, out)
-    return out.reshape(np.shape(a)).astype(dtype, copy=False)
+        _focal_median3_kernel(planes, res)
+    return res.reshape(np.shape(a)) if out is None else out
 
 
 @numba.njit(cache=True)

@@ -71,12 +71,15 @@ def covariates(
             raise ValueError(f"{name} must have one value per date ({t}), got shape {m.shape}")
         means.append(m[:, None, None])
     out = np.empty((len(COVARIATES), *vv.shape), dtype=np.float32)
+    raw = np.empty(vv.shape, dtype=np.float32)  # one band before smoothing, reused
     for j, (comp, mean) in enumerate(zip((vv, vh), means)):
         nmean = box_mean(comp, radius)
-        out[0 + j] = np.where(np.isnan(comp), np.float32(np.nan), mean)
-        out[2 + j] = comp - mean
-        out[4 + j] = nmean
-        out[6 + j] = comp - nmean
-    for b in range(out.shape[0]):
-        out[b] = focal_median3(out[b])
+        np.copyto(raw, mean)
+        raw[np.isnan(comp)] = np.nan
+        focal_median3(raw, out=out[0 + j])
+        np.subtract(comp, mean, out=raw)
+        focal_median3(raw, out=out[2 + j])
+        focal_median3(nmean, out=out[4 + j])
+        np.subtract(comp, nmean, out=raw)
+        focal_median3(raw, out=out[6 + j])
     return out

@@ -3,6 +3,7 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
@@ -110,3 +111,16 @@ def test_box_mean_window_is_a_21x21_square():
 )
 def test_box_mean_equals_brute_force(a, r):
     np.testing.assert_allclose(box_mean(a, r), brute_box_mean(a, r), rtol=1e-9, atol=1e-9, equal_nan=True)
+
+
+def test_focal_median3_into_out():
+    a = np.arange(2 * 4 * 5, dtype=np.float32).reshape(2, 4, 5)
+    a[1, 2, 3] = np.nan
+    out = np.full_like(a, -1.0)
+    res = focal_median3(a, out=out)
+    assert res is out
+    np.testing.assert_array_equal(out, focal_median3(a))
+    with pytest.raises(ValueError):
+        focal_median3(a, out=a)
+    with pytest.raises(ValueError):
+        focal_median3(a, out=np.empty((2, 4, 5), dtype=np.float64))
