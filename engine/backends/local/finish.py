@@ -1,0 +1,109 @@
+"""Per-tile stage B: PCA smoothing, calibration, fill, held-out skill, outputs into the cube."""
+from __future__ import annotations
+
+import numpy as np
+
+from engine.backends.base import GlobalStats, Reduction, TileOutcome
+from engine.backends.local.inputs import inside_mask, observation_and_mask
+from engine.backends.local.train import lattice
+from engine.context import RunContext
+from engine.cube import write_tile
+from engine.rundir import RunDir
+from engine.science.calibration import calibrate
+from engine.science.fill import fill
+from engine.science.pca import pca_smooth
+from engine.science.skill import SkillAccumulator, gap_length, linear_interp_baseline, whittaker_baseline
+from engine.sources.base import Source
+from tiling.grid import Tile
+
+
+def _margin_geobox(tile: Tile):
+    col, row, w, h = tile.window
+    return tile.grid.geobox(col - 1, row - 1, w + 2, h + 2)
+
+
+def score(obs: np.ndarray, mask: np.ndarray, pred: np.ndarray, filled: np.ndarray, labels: np.ndarray,
+          days: np.ndarray, truth: np.ndarray | None) -> dict[str, dict]:
+    """Held-out skill of the SAR prediction next to optical-only baselines, on (T, P) pixel series.
+
+    ``validation``: validation images on ``Mask == 2`` pixels; ``testing``: testing images on clear
+    pixels. The baselines see only clear observations of non-testing images, the same pixels the
+    model could learn from. ``truth`` (synthetic source): the filled product and the baselines
+    (from every clear observation) against the true NDVI on truly cloudy pixels.
+    """
+    testing = (labels == "Testing")[:, None]
+    usable = (mask == 0) & np.isfinite(obs) & ~testing
+    gl = gap_length(usable, days)
+    lin = linear_interp_baseline(obs, usable, days)
+    whit = whittaker_baseline(obs, usable, days)
+    out = {}
+    targets = {
+        "validation": (labels == "Validation")[:, None] & (mask == 2) & np.isfinite(obs),
+        "testing": testing & (mask == 0) & np.isfinite(obs),
+    }
+    for name, where in targets.items():
+        acc = SkillAccumulator()
+        for method, values in (("sar", pred), ("linear", lin), ("whittaker", whit)):
+            acc.add(method, values, obs, gl, where & np.isfinite(pred) & np.isfinite(lin) & np.isfinite(whit))
+        out[name] = acc.to_dict()
+    if truth is not None:
+        clear_all = (mask == 0) & np.isfinite(obs)
+        gl_t = gap_length(clear_all, days)
+        lin_t = linear_interp_baseline(obs, clear_all, days)
+        whit_t = whittaker_baseline(obs, clear_all, days)
+        where = np.isin(mask, (1, 3)) & np.isfinite(truth) & np.isfinite(filled) & np.isfinite(lin_t) & np.isfinite(whit_t)
+        acc = SkillAccumulator()
+        for method, values in (("sar", filled), ("linear", lin_t), ("whittaker", whit_t)):
+            acc.add(method, values, truth, gl_t, where)
+        out["truth"] = acc.to_dict()
+    return out
+
+
+def finish_tile(ctx: RunContext, tile: Tile, stats: GlobalStats, reduction: Reduction, source: Source) -> TileOutcome:
+    p = ctx.params
+    rd = RunDir(ctx.run_dir)
+    paired = stats.paired
+    ids = list(paired["id"])
+    labels = paired["split"].to_numpy()
+    days = paired["day"].to_numpy()
+    pred = np.load(rd.work_dir(tile.id) / "pred.npy")
+
+    # Step 8: temporal PCA smoothing with the AOI-wide basis.
+    smoothed = pca_smooth(pred, reduction.basis) if reduction.basis is not None else pred
+    # Step 9: spatial calibration with the AOI-wide statistics (cloudier images stay uncalibrated).
+    calibrated = smoothed.copy()
+    for i, image_id in enumerate(ids):
+        if image_id in reduction.calibration:
+            ps, os_ = reduction.calibration[image_id]
+            calibrated[i] = calibrate(smoothed[i], ps, os_)
+    # Step 10: fill and focal median, on core + 1 px margin, then crop.
+    mgbox = _margin_geobox(tile)
+    obs, mask = observation_and_mask(source, mgbox, p.OPTICAL_MISSION, ids, labels, stats.donor_id)
+    filled = fill(obs, mask, calibrated)
+    inside = inside_mask(mgbox, ctx.plan.aoi)[1:-1, 1:-1]
+    core = (slice(None), slice(1, -1), slice(1, -1))
+    obs, mask, calibrated, smoothed, filled = (a[core] for a in (obs, mask, calibrated, smoothed, filled))
+
+    def aoi_only(a: np.ndarray) -> np.ndarray:
+        return np.where(inside, a, np.uint8(255) if a.dtype == np.uint8 else np.nan)
+
+    arrays = {"filled": aoi_only(filled), "mask": aoi_only(mask), "prediction": aoi_only(calibrated),
+              "observation": aoi_only(obs)}
+    if p.EXPORT_PCA:
+        arrays["smoothed"] = aoi_only(smoothed)
+    sums = write_tile(rd.cube, tile, arrays)
+
+    # Per-image MAE sums on clear pixels (AOI-wide MAE = sum / n over all tiles).
+    clear = (mask == 0) & inside & np.isfinite(obs) & np.isfinite(calibrated)
+    err = np.where(clear, np.abs(obs - calibrated), 0.0)
+    mae = {"sum": err.sum(axis=(1, 2)).tolist(), "n": clear.sum(axis=(1, 2)).tolist()}
+
+    sel = lattice(tile.window, stats.skill_step) & inside
+    truth = None
+    if source.synthetic:
+        t = source.read_truth_ndvi(tile.geobox(), ids)
+        truth = None if t is None else np.asarray(t.values, np.float32)[:, sel]
+    skill = score(obs[:, sel], mask[:, sel], calibrated[:, sel], filled[:, sel], labels, days, truth)
+    return TileOutcome(tile.id, "finish", "done",
+                       outputs={name: {"cube": name, "sha256": s} for name, s in sums.items()},
+                       stats={"mae": mae, "skill": skill})

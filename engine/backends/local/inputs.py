@@ -1,0 +1,91 @@
+"""Reading a window's inputs from a source and turning them into the algorithm's arrays."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import shapely
+from odc.geo.geobox import GeoBox
+from shapely.geometry.base import BaseGeometry
+
+from engine.science.optical import cloud_mask, ndvi
+from engine.science.split import apply_artificial_mask
+from engine.sources.base import Source
+
+EPOCH = np.datetime64("1970-01-01", "D")
+CHUNK_IMAGES = 24  # images read at once: bounds memory for long periods
+
+
+def to_days(times: Sequence) -> np.ndarray:
+    """UTC times -> integer days since 1970-01-01."""
+    t = np.asarray(times, dtype="datetime64[ns]")
+    return (t.astype("datetime64[D]") - EPOCH).astype(np.int64)
+
+
+def inside_mask(geobox: GeoBox, aoi: BaseGeometry) -> np.ndarray:
+    """Pixels whose centre lies inside the AOI (the engine's one definition of 'in the AOI')."""
+    x = geobox.coords["x"].values
+    y = geobox.coords["y"].values
+    xx, yy = np.meshgrid(x, y)
+    shapely.prepare(aoi)
+    return shapely.contains_xy(aoi, xx, yy)
+
+
+@dataclass
+class Optical:
+    """NDVI and the cloud flags of a set of images over a window."""
+
+    ndvi: np.ndarray  # (T, y, x) float32, NaN where invalid
+    cloudy: np.ndarray  # (T, y, x) bool
+    valid: np.ndarray  # (T, y, x) bool
+
+    @property
+    def clear(self) -> np.ndarray:
+        return self.valid & ~self.cloudy
+
+    def mask_codes(self) -> np.ndarray:
+        """``Mask``: 0 clear, 1 cloudy, shadow or invalid (uint8)."""
+        return (~self.clear).astype(np.uint8)
+
+
+def read_optical(source: Source, geobox: GeoBox, ids: Sequence[str], mission: str) -> Optical:
+    """NDVI and flags for ``ids`` over ``geobox``, read a few images at a time."""
+    h, w = geobox.shape
+    n = len(ids)
+    out = Optical(np.full((n, h, w), np.nan, np.float32), np.zeros((n, h, w), bool), np.zeros((n, h, w), bool))
+    for i in range(0, n, CHUNK_IMAGES):
+        chunk = list(ids[i:i + CHUNK_IMAGES])
+        ds = source.read_optical(geobox, chunk)
+        cloudy, valid = cloud_mask(mission, ds["qa"].values)
+        v = ndvi(ds["red"].values, ds["nir"].values)
+        valid &= np.isfinite(v)
+        out.ndvi[i:i + len(chunk)] = np.where(valid, v, np.nan)
+        out.cloudy[i:i + len(chunk)] = cloudy & valid
+        out.valid[i:i + len(chunk)] = valid
+    return out
+
+
+def read_sar(source: Source, geobox: GeoBox, ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """VV and VH in dB (S, y, x) for ``ids``."""
+    h, w = geobox.shape
+    vv = np.full((len(ids), h, w), np.nan, np.float32)
+    vh = np.full_like(vv, np.nan)
+    for i in range(0, len(ids), CHUNK_IMAGES):
+        chunk = list(ids[i:i + CHUNK_IMAGES])
+        ds = source.read_sar(geobox, chunk)
+        vv[i:i + len(chunk)] = ds["vv"].values
+        vh[i:i + len(chunk)] = ds["vh"].values
+    return vv, vh
+
+
+def observation_and_mask(source: Source, geobox: GeoBox, mission: str, ids: Sequence[str],
+                         labels: np.ndarray, donor_id: str | None) -> tuple[np.ndarray, np.ndarray]:
+    """Observed NDVI and ``Mask`` codes 0-3 (artificial cloud on validation images) for the paired images."""
+    opt = read_optical(source, geobox, ids, mission)
+    mask = opt.mask_codes()
+    if donor_id is not None and (labels == "Validation").any():
+        donor = read_optical(source, geobox, [donor_id], mission)
+        donor_cloud = (donor.valid & donor.cloudy)[0].astype(np.uint8)
+        mask = apply_artificial_mask(mask, labels, donor_cloud)
+    return opt.ndvi, mask

@@ -1,0 +1,108 @@
+"""The merged product: one Zarr store holding every output as a (time, y, x) cube.
+
+The store spans the bounding box of the tile plan and is chunked one tile per chunk, so each tile
+writes exactly its own chunks (zarr's local store writes every chunk file atomically) and tiles
+never contend. ``xarray.open_zarr(path, decode_coords="all")`` gives the cube with ``time``,
+``y``, ``x`` coordinates and a CF ``spatial_ref`` (CRS WKT and GDAL GeoTransform).
+"""
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+import zarr
+from pyproj import CRS
+from zarr.codecs import BloscCodec
+
+from engine.science.gaps import GAP_BANDS
+from tiling.grid import GridSpec, Tile
+
+COMPRESSOR = BloscCodec(cname="zstd", clevel=1, shuffle="shuffle")
+TIME_VARS = {"filled": "float32", "mask": "uint8", "prediction": "float32", "observation": "float32",
+             "smoothed": "float32", "vv": "float32", "vh": "float32"}
+FILL = {"float32": np.float32(np.nan), "uint8": np.uint8(255)}
+
+
+def cube_extent(tiles: Sequence[Tile]) -> tuple[int, int, int, int]:
+    """(col_off, row_off, width, height) of the tiles' bounding box, in grid pixels."""
+    wins = [t.window for t in tiles]
+    c0 = min(w[0] for w in wins)
+    r0 = min(w[1] for w in wins)
+    c1 = max(w[0] + w[2] for w in wins)
+    r1 = max(w[1] + w[3] for w in wins)
+    return c0, r0, c1 - c0, r1 - r0
+
+
+def create_cube(path: Path, grid: GridSpec, tiles: Sequence[Tile], times: pd.DatetimeIndex,
+                variables: Sequence[str], attrs: dict[str, Any]) -> None:
+    """Write the store's metadata and coordinates (no data chunks). Idempotent."""
+    c0, r0, width, height = cube_extent(tiles)
+    res = grid.resolution
+    x = (np.arange(c0, c0 + width) + 0.5) * res
+    y = -(np.arange(r0, r0 + height) + 0.5) * res
+    crs = CRS.from_epsg(grid.epsg)
+    spatial_ref = xr.DataArray(0, attrs={**crs.to_cf(), "crs_wkt": crs.to_wkt(),
+                                         "GeoTransform": f"{c0 * res} {res} 0 {-r0 * res} 0 {-res}"})
+    t = grid.tile_size
+    coords = {"time": times.tz_localize(None) if times.tz is not None else times, "y": y, "x": x,
+              "band": list(GAP_BANDS)}
+    ds = xr.Dataset(coords=coords, attrs=attrs)
+    ds["spatial_ref"] = spatial_ref
+    encoding: dict[str, Any] = {"time": {"units": "days since 1970-01-01", "dtype": "int64"}}
+    import dask.array as da
+
+    for name in variables:
+        dtype = TIME_VARS[name]
+        ds[name] = (("time", "y", "x"), da.full((len(times), height, width), FILL[dtype], dtype=dtype,
+                                                 chunks=(len(times), t, t)))
+        ds[name].attrs["grid_mapping"] = "spatial_ref"
+        encoding[name] = {"chunks": (len(times), t, t), "compressors": [COMPRESSOR], "fill_value": FILL[dtype]}
+    ds["gaps"] = (("band", "y", "x"), da.full((len(GAP_BANDS), height, width), np.float32(np.nan),
+                                               dtype="float32", chunks=(len(GAP_BANDS), t, t)))
+    ds["gaps"].attrs.update(grid_mapping="spatial_ref", units="days")
+    encoding["gaps"] = {"chunks": (len(GAP_BANDS), t, t), "compressors": [COMPRESSOR], "fill_value": np.float32(np.nan)}
+    ds.to_zarr(path, mode="w", compute=False, encoding=encoding, consolidated=True, zarr_format=3)
+
+
+def _region(path: Path, tile: Tile) -> tuple[slice, slice]:
+    root = zarr.open_group(path, mode="r")
+    x = root["x"]
+    y = root["y"]
+    res = float(x[1] - x[0]) if x.shape[0] > 1 else float(-(y[1] - y[0]))
+    c0 = int(round(float(x[0]) / res - 0.5))
+    r0 = int(round(-float(y[0]) / res - 0.5))
+    col, row, w, h = tile.window
+    return slice(row - r0, row - r0 + h), slice(col - c0, col - c0 + w)
+
+
+def write_tile(path: Path, tile: Tile, arrays: dict[str, np.ndarray]) -> dict[str, str]:
+    """Write a tile's arrays into their chunks; return each variable's checksum of the data."""
+    ys, xs = _region(path, tile)
+    root = zarr.open_group(path, mode="r+")
+    sums = {}
+    for name, data in arrays.items():
+        root[name][..., ys, xs] = data
+        sums[name] = digest(data)
+    return sums
+
+
+def read_tile(path: Path, tile: Tile, names: Sequence[str]) -> dict[str, np.ndarray]:
+    ys, xs = _region(path, tile)
+    root = zarr.open_group(path, mode="r")
+    return {name: root[name][..., ys, xs] for name in names}
+
+
+def digest(data: np.ndarray) -> str:
+    """Checksum of an array's values (dtype, shape and bytes): what resume verifies."""
+    h = hashlib.sha256(f"{data.dtype.str}{data.shape}".encode())
+    h.update(np.ascontiguousarray(data).tobytes())
+    return h.hexdigest()
+
+
+def open_cube(path: Path) -> xr.Dataset:
+    return xr.open_zarr(path, decode_coords="all", consolidated=True)

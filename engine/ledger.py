@@ -1,0 +1,140 @@
+"""The per-tile ledger: one SQLite file per run directory, shared by both backends.
+
+Each row is one (tile, stage): status, attempts, config hash, outputs with checksums (or Earth
+Engine asset ids / operation names) and the last message. Every change is one transaction, so a
+killed process leaves the ledger at its last committed state. Only the driver process writes.
+"""
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS stages (
+    tile_id     TEXT NOT NULL,
+    stage       TEXT NOT NULL,
+    status      TEXT NOT NULL,          -- pending | running | done | failed | empty | split
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    config_hash TEXT NOT NULL,
+    outputs     TEXT NOT NULL DEFAULT '{}',   -- JSON: name -> {"path"|"asset": ..., "sha256": ...}
+    operation   TEXT,                   -- Earth Engine operation name, if any
+    message     TEXT,
+    updated     REAL NOT NULL,
+    PRIMARY KEY (tile_id, stage)
+);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+STATUSES = ("pending", "running", "done", "failed", "empty", "split")
+FINAL = frozenset({"done", "empty", "split"})
+
+
+@dataclass
+class StageRecord:
+    tile_id: str
+    stage: str
+    status: str
+    attempts: int
+    config_hash: str
+    outputs: dict[str, Any] = field(default_factory=dict)
+    operation: str | None = None
+    message: str | None = None
+    updated: float = 0.0
+
+
+class Ledger:
+    """Transactional record of every tile's stages."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self._conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=FULL")
+        self._conn.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- meta ---
+    def set_meta(self, key: str, value: Any) -> None:
+        with self._conn:
+            self._conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value)))
+
+    def get_meta(self, key: str, default: Any = None) -> Any:
+        row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return json.loads(row[0]) if row else default
+
+    # --- stages ---
+    def get(self, tile_id: str, stage: str) -> StageRecord | None:
+        row = self._conn.execute(
+            "SELECT tile_id, stage, status, attempts, config_hash, outputs, operation, message, updated "
+            "FROM stages WHERE tile_id = ? AND stage = ?",
+            (tile_id, stage),
+        ).fetchone()
+        return _record(row) if row else None
+
+    def records(self, stage: str | None = None) -> list[StageRecord]:
+        sql = "SELECT tile_id, stage, status, attempts, config_hash, outputs, operation, message, updated FROM stages"
+        rows = self._conn.execute(sql + (" WHERE stage = ?" if stage else "") + " ORDER BY stage, tile_id",
+                                  (stage,) if stage else ()).fetchall()
+        return [_record(r) for r in rows]
+
+    def _upsert(self, tile_id: str, stage: str, config_hash: str, **values: Any) -> None:
+        now = time.time()
+        with self._conn:
+            self._conn.execute("BEGIN IMMEDIATE")
+            cur = self._conn.execute(
+                "SELECT attempts FROM stages WHERE tile_id = ? AND stage = ?", (tile_id, stage)
+            ).fetchone()
+            attempts = (cur[0] if cur else 0) + values.pop("add_attempt", 0)
+            if "outputs" in values:
+                values["outputs"] = json.dumps(values["outputs"], sort_keys=True)
+            cols = {"status": "pending", **values}
+            if cur is None:
+                self._conn.execute(
+                    "INSERT INTO stages (tile_id, stage, status, attempts, config_hash, outputs, operation, message, updated) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (tile_id, stage, cols["status"], attempts, config_hash, cols.get("outputs", "{}"),
+                     cols.get("operation"), cols.get("message"), now),
+                )
+            else:
+                sets = ", ".join(f"{k} = ?" for k in cols) + ", attempts = ?, config_hash = ?, updated = ?"
+                self._conn.execute(
+                    f"UPDATE stages SET {sets} WHERE tile_id = ? AND stage = ?",
+                    (*cols.values(), attempts, config_hash, now, tile_id, stage),
+                )
+            self._conn.execute("COMMIT")
+
+    def start(self, tile_id: str, stage: str, config_hash: str, operation: str | None = None) -> None:
+        """A new attempt of (tile, stage) begins."""
+        self._upsert(tile_id, stage, config_hash, status="running", add_attempt=1, operation=operation, message=None)
+
+    def set_operation(self, tile_id: str, stage: str, config_hash: str, operation: str) -> None:
+        self._upsert(tile_id, stage, config_hash, status="running", operation=operation)
+
+    def finish(self, tile_id: str, stage: str, config_hash: str, status: str = "done",
+               outputs: dict[str, Any] | None = None, message: str | None = None) -> None:
+        if status not in STATUSES:
+            raise ValueError(f"unknown ledger status {status!r}")
+        self._upsert(tile_id, stage, config_hash, status=status, outputs=outputs or {}, message=message)
+
+    def fail(self, tile_id: str, stage: str, config_hash: str, message: str) -> None:
+        self._upsert(tile_id, stage, config_hash, status="failed", message=message)
+
+    def counts(self, stage: str | None = None) -> Counter[str]:
+        return Counter(r.status for r in self.records(stage))
+
+
+def _record(row: tuple) -> StageRecord:
+    return StageRecord(row[0], row[1], row[2], row[3], row[4], json.loads(row[5] or "{}"), row[6], row[7], row[8])

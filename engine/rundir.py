@@ -1,0 +1,96 @@
+"""The run directory: layout, the single-writer lock, and the recorded run description."""
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from engine.errors import RunDirError
+from engine.io import atomic_write_json
+
+RUN_FILE = "run.json"
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """Paths inside one run directory."""
+
+    root: Path
+
+    @property
+    def run_file(self) -> Path:
+        return self.root / RUN_FILE
+
+    @property
+    def ledger(self) -> Path:
+        return self.root / "ledger.sqlite"
+
+    @property
+    def global_dir(self) -> Path:
+        return self.root / "global"
+
+    def tile_dir(self, tile_id: str) -> Path:
+        return self.root / "tiles" / tile_id
+
+    def work_dir(self, tile_id: str) -> Path:
+        return self.root / "work" / tile_id
+
+    @property
+    def cube(self) -> Path:
+        return self.root / "cube.zarr"
+
+    @property
+    def manifest(self) -> Path:
+        return self.root / "manifest.json"
+
+    def exists(self) -> bool:
+        return self.run_file.exists()
+
+    def read_run(self) -> dict[str, Any]:
+        try:
+            return json.loads(self.run_file.read_text())
+        except FileNotFoundError:
+            raise RunDirError(
+                f"{str(self.root)!r} is not a run directory (no {RUN_FILE}); start one with: python -m engine run --aoi ..."
+            ) from None
+        except (OSError, json.JSONDecodeError) as e:
+            raise RunDirError(f"{self.run_file} is unreadable ({e}); the run directory is damaged") from e
+
+    def write_run(self, description: dict[str, Any]) -> None:
+        atomic_write_json(self.run_file, description)
+
+
+class RunLock:
+    """An exclusive, non-blocking lock on the run directory (released when the process dies)."""
+
+    def __init__(self, root: Path) -> None:
+        self.path = root / ".lock"
+        self._fh: IO[str] | None = None
+
+    def __enter__(self) -> RunLock:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fh = open(self.path, "a+")
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            fh.close()
+            raise RunDirError(
+                f"run directory {str(self.path.parent)!r} is in use by {holder}; wait for it or use another --run-dir"
+            ) from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pid {os.getpid()}")
+        fh.flush()
+        self._fh = fh
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._fh is not None:
+            fcntl.flock(self._fh.fileno(), fcntl.LOCK_UN)
+            self._fh.close()
+            self._fh = None
