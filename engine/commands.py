@@ -58,6 +58,74 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return 0
 
 
+def _guard_long_run(ctx: RunContext, assume_yes: bool) -> None:
+    """The defaults never start an accidental days-long job: ask (or require --yes) above the limit."""
+    from engine.cli import confirm
+    from engine.errors import ConfigError
+
+    est = estimate(ctx)
+    limit = ctx.params.CONFIRM_ABOVE_HOURS * 3600
+    if est.seconds <= limit:
+        return
+    question = (f"this run is estimated at {human_seconds(est.seconds)} (over CONFIRM_ABOVE_HOURS="
+                f"{ctx.params.CONFIRM_ABOVE_HOURS:g}); start it?")
+    if not confirm(question, assume_yes):
+        raise ConfigError(f"{question.split(';')[0]}; pass --yes to start it anyway, or shrink the AOI or period")
+
+
+def _execute(ctx: RunContext, args: argparse.Namespace) -> int:
+    from engine.progress import TerminalProgress
+    from engine.run import execute
+    from engine.summary import print_summary
+
+    if ctx.params.BACKEND == "gee":
+        from engine.gee.run import execute_gee
+
+        with TerminalProgress(console, quiet=args.quiet) as progress:
+            result = execute_gee(ctx, progress)
+    else:
+        with TerminalProgress(console, quiet=args.quiet) as progress:
+            result = execute(ctx, progress)
+    print_summary(console, ctx, result)
+    return 0 if result.complete else 1
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    ctx = _context(args)
+    if ctx.params.DATA_SOURCE == "synthetic" and ctx.params.BACKEND == "local":
+        console.print("[bold red on yellow] SYNTHETIC DATA [/] inputs come from the built-in synthetic source "
+                      "(no satellite data); use --source stac --stac CATALOG for real data")
+    if not args.quiet:
+        print_plan(ctx)
+    _guard_long_run(ctx, args.yes)
+    return _execute(ctx, args)
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from engine.rundir import RunDir
+    from engine.run_record import context_from_run
+
+    rd = RunDir(Path(args.run_dir))
+    recorded = rd.read_run()
+    overrides = {k: v for k, v in (("WORKERS", args.workers), ("SCHEDULER", args.scheduler)) if v is not None}
+    ctx = context_from_run(rd.root, recorded, overrides)
+    console.print(f"resuming {rd.root}: {ctx.aoi.name}, {len(ctx.plan.tiles)} tiles, backend {ctx.params.BACKEND}")
+    return _execute(ctx, args)
+
+
+def _run_extra(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--yes", "-y", action="store_true", help="do not ask before a long run")
+
+
+def _resume_extra(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir", metavar="RUN_DIR", help="run directory to resume")
+    p.add_argument("--workers", type=int, help="local dask worker processes")
+    p.add_argument("--scheduler", metavar="ADDRESS", help="run on an existing dask scheduler")
+    p.add_argument("--yes", "-y", action="store_true", help="do not ask before a long run")
+
+
 def _no_extra(p: argparse.ArgumentParser) -> None:
     return None
 
@@ -65,4 +133,7 @@ def _no_extra(p: argparse.ArgumentParser) -> None:
 # name -> (function, help, takes the job options, adds extra arguments)
 COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str, bool, Callable[[argparse.ArgumentParser], None]]] = {
     "plan": (cmd_plan, "show how the AOI is cut into tiles and write the tile index (GeoParquet, GeoJSON)", True, _no_extra),
+    "run": (cmd_run, "run the whole job (gap statistics and SAR infilling), resuming a run directory if it exists",
+            True, _run_extra),
+    "resume": (cmd_resume, "do exactly the missing work of an interrupted run", False, _resume_extra),
 }

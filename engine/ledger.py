@@ -24,6 +24,7 @@ CREATE TABLE IF NOT EXISTS stages (
     outputs     TEXT NOT NULL DEFAULT '{}',   -- JSON: name -> {"path"|"asset": ..., "sha256": ...}
     operation   TEXT,                   -- Earth Engine operation name, if any
     message     TEXT,
+    stats       TEXT NOT NULL DEFAULT '{}',   -- JSON: figures the stage reported (sums for AOI-wide metrics)
     updated     REAL NOT NULL,
     PRIMARY KEY (tile_id, stage)
 );
@@ -44,6 +45,7 @@ class StageRecord:
     outputs: dict[str, Any] = field(default_factory=dict)
     operation: str | None = None
     message: str | None = None
+    stats: dict[str, Any] = field(default_factory=dict)
     updated: float = 0.0
 
 
@@ -78,14 +80,14 @@ class Ledger:
     # --- stages ---
     def get(self, tile_id: str, stage: str) -> StageRecord | None:
         row = self._conn.execute(
-            "SELECT tile_id, stage, status, attempts, config_hash, outputs, operation, message, updated "
+            "SELECT tile_id, stage, status, attempts, config_hash, outputs, operation, message, stats, updated "
             "FROM stages WHERE tile_id = ? AND stage = ?",
             (tile_id, stage),
         ).fetchone()
         return _record(row) if row else None
 
     def records(self, stage: str | None = None) -> list[StageRecord]:
-        sql = "SELECT tile_id, stage, status, attempts, config_hash, outputs, operation, message, updated FROM stages"
+        sql = "SELECT tile_id, stage, status, attempts, config_hash, outputs, operation, message, stats, updated FROM stages"
         rows = self._conn.execute(sql + (" WHERE stage = ?" if stage else "") + " ORDER BY stage, tile_id",
                                   (stage,) if stage else ()).fetchall()
         return [_record(r) for r in rows]
@@ -98,15 +100,16 @@ class Ledger:
                 "SELECT attempts FROM stages WHERE tile_id = ? AND stage = ?", (tile_id, stage)
             ).fetchone()
             attempts = (cur[0] if cur else 0) + values.pop("add_attempt", 0)
-            if "outputs" in values:
-                values["outputs"] = json.dumps(values["outputs"], sort_keys=True)
+            for key in ("outputs", "stats"):
+                if key in values:
+                    values[key] = json.dumps(values[key], sort_keys=True)
             cols = {"status": "pending", **values}
             if cur is None:
                 self._conn.execute(
-                    "INSERT INTO stages (tile_id, stage, status, attempts, config_hash, outputs, operation, message, updated) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO stages (tile_id, stage, status, attempts, config_hash, outputs, operation, message, "
+                    "stats, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (tile_id, stage, cols["status"], attempts, config_hash, cols.get("outputs", "{}"),
-                     cols.get("operation"), cols.get("message"), now),
+                     cols.get("operation"), cols.get("message"), cols.get("stats", "{}"), now),
                 )
             else:
                 sets = ", ".join(f"{k} = ?" for k in cols) + ", attempts = ?, config_hash = ?, updated = ?"
@@ -124,10 +127,12 @@ class Ledger:
         self._upsert(tile_id, stage, config_hash, status="running", operation=operation)
 
     def finish(self, tile_id: str, stage: str, config_hash: str, status: str = "done",
-               outputs: dict[str, Any] | None = None, message: str | None = None) -> None:
+               outputs: dict[str, Any] | None = None, message: str | None = None,
+               stats: dict[str, Any] | None = None) -> None:
         if status not in STATUSES:
             raise ValueError(f"unknown ledger status {status!r}")
-        self._upsert(tile_id, stage, config_hash, status=status, outputs=outputs or {}, message=message)
+        self._upsert(tile_id, stage, config_hash, status=status, outputs=outputs or {}, message=message,
+                     stats=stats or {})
 
     def fail(self, tile_id: str, stage: str, config_hash: str, message: str) -> None:
         self._upsert(tile_id, stage, config_hash, status="failed", message=message)
@@ -137,4 +142,5 @@ class Ledger:
 
 
 def _record(row: tuple) -> StageRecord:
-    return StageRecord(row[0], row[1], row[2], row[3], row[4], json.loads(row[5] or "{}"), row[6], row[7], row[8])
+    return StageRecord(row[0], row[1], row[2], row[3], row[4], json.loads(row[5] or "{}"), row[6], row[7],
+                       json.loads(row[8] or "{}"), row[9])

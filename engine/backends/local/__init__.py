@@ -6,9 +6,18 @@ from engine.backends.local.finish import finish_tile
 from engine.backends.local.global_pass import global_pass
 from engine.backends.local.reduce import reduce_samples
 from engine.backends.local.train import train_tile
+from config.parameters import Parameters
 from engine.context import RunContext
-from engine.sources.base import Source, source_for
+from engine.sources.base import Source, get_source
 from tiling.grid import Tile
+
+
+def source_for(params: Parameters) -> Source:
+    """The data source the parameters ask for."""
+    if params.DATA_SOURCE == "synthetic":
+        return get_source("synthetic", seed=params.SYNTHETIC_SEED)
+    return get_source("stac", catalog=params.STAC_CATALOG, optical_collection=params.STAC_OPTICAL_COLLECTION,
+                      sar_collection=params.STAC_SAR_COLLECTION, sar_units=params.STAC_SAR_UNITS)
 
 
 class LocalBackend:

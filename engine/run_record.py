@@ -1,0 +1,63 @@
+"""``run.json``: what a run directory holds, how to check a new command against it, and how to rebuild it."""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import shapely
+
+from AOI.resolve import AOI
+from config.parameters import Parameters
+from engine import __version__
+from engine.context import RunContext
+from engine.errors import RunDirError
+from tiling.budget import Budget
+from tiling.plan import plan_tiles
+
+
+def _tiles_hash(ctx: RunContext) -> str:
+    return hashlib.sha256("\n".join(t.id for t in ctx.plan.tiles).encode()).hexdigest()[:12]
+
+
+def run_description(ctx: RunContext) -> dict[str, Any]:
+    g = ctx.plan.grid
+    return {
+        "engine_version": __version__,
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "science_hash": ctx.params.science_hash(),
+        "params": ctx.params.model_dump(mode="json"),
+        "aoi": {"name": ctx.aoi.name, "kind": ctx.aoi.kind, "epsg": ctx.aoi.epsg, "wkt": ctx.aoi.geometry.wkt},
+        "plan": {"epsg": g.epsg, "resolution": g.resolution, "tile_size": g.tile_size, "halo": g.halo,
+                 "tiles": len(ctx.plan.tiles), "tiles_hash": _tiles_hash(ctx), "dates_estimate": ctx.plan.budget.dates,
+                 "budget_bytes": ctx.plan.budget.max_bytes},
+    }
+
+
+def check_compatible(recorded: dict[str, Any], ctx: RunContext) -> None:
+    """Refuse to mix two different jobs in one run directory."""
+    where = str(ctx.run_dir)
+    if recorded.get("science_hash") != ctx.params.science_hash():
+        changed = sorted(k for k, v in ctx.params.model_dump(mode="json").items()
+                         if recorded.get("params", {}).get(k) != v)
+        raise RunDirError(f"run directory {where!r} holds a run with a different configuration "
+                          f"(changed: {', '.join(changed) or 'unknown'}); use a new --run-dir, or resume it as it is")
+    if recorded.get("aoi", {}).get("wkt") != ctx.aoi.geometry.wkt:
+        raise RunDirError(f"run directory {where!r} holds a run of another AOI ({recorded['aoi']['name']}); "
+                          "use a new --run-dir")
+    if recorded.get("plan", {}).get("tiles_hash") != _tiles_hash(ctx):
+        raise RunDirError(f"run directory {where!r} was planned with other tiles "
+                          f"({recorded['plan']['tile_size']} px); drop --tile-size or use a new --run-dir")
+
+
+def context_from_run(run_dir: Path, recorded: dict[str, Any], overrides: dict[str, Any] | None = None) -> RunContext:
+    """Rebuild the exact context of a recorded run (for ``resume``); only execution keys may change."""
+    values = {**recorded["params"], **(overrides or {})}
+    params = Parameters(**values)
+    a = recorded["aoi"]
+    aoi = AOI(name=a["name"], kind=a["kind"], geometry=shapely.from_wkt(a["wkt"]), epsg=a["epsg"])
+    p = recorded["plan"]
+    budget = Budget(dates=p["dates_estimate"], max_bytes=p["budget_bytes"], halo=p["halo"])
+    plan = plan_tiles(aoi.projected(), p["epsg"], p["resolution"], budget, tile_size=p["tile_size"])
+    return RunContext(params=params, aoi=aoi, plan=plan, run_dir=run_dir)

@@ -1,0 +1,974 @@
+"""The embedded synthetic data source: deterministic optical, SAR and true NDVI, with ground truth.
+
+Every value is a pointwise function of (seed, CRS, pixel-centre coordinates, UTC day): nothing
+depends on the window a pixel is read through, so tiles, halos, whole AOIs and the coarse
+statistics lattice (``grid.geobox(..., step=k)``) all see bit-identical pixels. Coordinates are
+first quantised to integers (1 mm for projected CRSs, 1e-8 degree for geographic ones) and every
+later computation starts from those integers.
+
+The model (land cover, phenology, reflectance, backscatter, clouds, calendars) is documented,
+with its equations and parameters, in ``SYNTHETIC.md`` beside this file.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import threading
+import zlib
+from collections import OrderedDict
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+from numba import njit
+
+from engine.errors import SourceError
+from engine.sources.base import (
+    OPTICAL_MISSIONS,
+    SAR_MISSION,
+    day_to_datetime64,
+    empty_catalog,
+    make_id,
+    parse_id,
+    to_ns,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from odc.geo.geobox import GeoBox
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "SyntheticSource",
+    "acquisition_days",
+    "LAND_COVER_CLASSES",
+    "SCL",
+    "QA_PIXEL",
+]
+
+# =============================================================================================
+# Calendars (integer UTC days since 1970-01-01). Anchored to fixed epochs so that catalogs of
+# overlapping periods agree.
+
+
+def _d(s: str) -> int:
+    return (_dt.date.fromisoformat(s) - _dt.date(1970, 1, 1)).days
+
+
+S2A_START = _d("2015-07-04")  # Sentinel-2A: every 10 days from here
+S2B_START = _d("2017-07-06")  # Sentinel-2B: the other 5-day phase from here (S2C continues it)
+S2_ANCHOR = S2A_START
+L8_START = _d("2013-04-11")  # Landsat 8: every 16 days from here
+L9_START = _d("2021-10-31")  # Landsat 9: every 16 days, 8 days out of phase with Landsat 8
+S1_ANCHOR = _d("2014-10-03")  # Sentinel-1A: every 12 days from here
+S1B_START, S1B_END = _d("2016-09-26"), _d("2021-12-23")  # S1B: the other 6-day phase
+S1C_START = _d("2025-05-20")  # S1C resumes the 6-day phase
+
+#: Acquisition time of day (UTC seconds); all acquisitions of a mission share it.
+OVERPASS_SECONDS = {"S2": 0 * 3600 + 30 * 60, "L8": 0 * 3600 + 10 * 60, "L9": 0 * 3600 + 10 * 60, "S1": 8 * 3600 + 30 * 60}
+
+
+def acquisition_days(mission: str, first_day: int, last_day: int) -> np.ndarray:
+    """Integer days in ``[first_day, last_day)`` on which ``mission`` acquires (global calendar)."""
+    d = np.arange(int(first_day), int(last_day), dtype=np.int64)
+    if mission == "S2":
+        ph = (d - S2_ANCHOR) % 10
+        keep = (d >= S2A_START) & ((ph == 0) | ((ph == 5) & (d >= S2B_START)))
+    elif mission == "L8":
+        keep = (d >= L8_START) & ((d - L8_START) % 16 == 0)
+    elif mission == "L9":
+        keep = (d >= L9_START) & ((d - L8_START) % 16 == 8)
+    elif mission == "S1":
+        ph = (d - S1_ANCHOR) % 12
+        six = ((d >= S1B_START) & (d < S1B_END)) | (d >= S1C_START)
+        keep = (d >= S1_ANCHOR) & ((ph == 0) | ((ph == 6) & six))
+    else:
+        raise SourceError(f"unknown mission {mission!r}: expected one of {', '.join(OPTICAL_MISSIONS + (SAR_MISSION,))}")
+    return d[keep]
+
+
+# =============================================================================================
+# Encodings
+
+#: Land-cover class codes.
+WATER, FOREST, PASTURE, CROP, BARE = 0, 1, 2, 3, 4
+LAND_COVER_CLASSES = {WATER: "water", FOREST: "forest", PASTURE: "pasture", CROP: "crop", BARE: "bare"}
+
+#: Sentinel-2 L2A scene classification codes used here.
+SCL = {"no_data": 0, "saturated": 1, "cloud_shadow": 3, "vegetation": 4, "not_vegetated": 5, "water": 6,
+       "cloud_medium": 8, "cloud_high": 9, "cirrus": 10}
+
+#: Landsat Collection 2 QA_PIXEL words used here (bit 0 fill, 1 dilated cloud, 2 cirrus, 3 cloud,
+#: 4 cloud shadow, 6 clear, 7 water; bits 8-9, 10-11, 12-13, 14-15 cloud / shadow / snow / cirrus
+#: confidence, 01 low, 11 high).
+_CONF_LOW = (1 << 8) | (1 << 10) | (1 << 12) | (1 << 14)
+QA_PIXEL = {
+    "fill": 1,
+    "clear": (1 << 6) | _CONF_LOW,  # 21824
+    "clear_water": (1 << 6) | (1 << 7) | _CONF_LOW,  # 21952
+    "cloud": (1 << 3) | (3 << 8) | (1 << 10) | (1 << 12) | (1 << 14),  # 22280
+    "dilated": (1 << 1) | _CONF_LOW,  # 21762
+    "shadow": (1 << 4) | (1 << 6) | (1 << 8) | (3 << 10) | (1 << 12) | (1 << 14),  # 23888
+    "cirrus": (1 << 2) | (1 << 6) | (1 << 8) | (1 << 10) | (1 << 12) | (3 << 14),  # 54596
+}
+_M_S2, _M_L8 = 0, 1  # qa encodings inside the kernels
+
+# =============================================================================================
+# Model parameters (see SYNTHETIC.md)
+
+Q_PROJECTED = 1e-3  # coordinate quantum, CRS units (metres)
+Q_GEOGRAPHIC = 1e-8  # coordinate quantum, degrees
+M_PER_DEGREE = 111_320.0  # degrees are scaled to pseudo-metres for the model's length scales
+
+# value-noise configurations: (lattice spacings in metres, weights)
+NOISE_LANDSCAPE = ((7000.0, 2800.0, 1100.0, 450.0), (1.0, 0.6, 0.35, 0.2))
+NOISE_AGBIAS = ((5000.0, 1500.0), (1.0, 0.5))
+NOISE_SOIL = ((3000.0, 700.0), (1.0, 0.5))
+NOISE_TEXTURE = ((90.0,), (1.0,))
+NOISE_SMMOD = ((4000.0,), (1.0,))
+NOISE_CLOUD = ((3500.0, 1400.0, 550.0, 220.0), (1.0, 0.55, 0.3, 0.15))
+NOISE_CIRRUS = ((9000.0, 3000.0), (1.0, 0.4))
+
+WATER_QUANTILE = 0.04  # landscape field below this quantile: water
+FOREST_QUANTILE = 0.70  # above: forest
+PARCEL_SIZE = (450.0, 280.0)  # metres, along the rotated axes
+PARCEL_ANGLE = 0.3  # radians
+BARE_PARCEL_PROB = 0.05
+
+CLOUD_ALPHA = 0.32655573889347234  # low-discrepancy rotation of the daily cover sequence
+WET_SEASON_PEAK_DOY = 45  # day of year of the cloudiest, wettest season
+CLOUD_THICK = 0.30  # field units above the threshold: high-probability cloud
+CLOUD_DILATION = 0.12  # field units below the threshold: Landsat dilated-cloud ring
+CLOUD_FRINGE = 0.20  # field units below the threshold: unflagged thin-cloud contamination
+SHADOW_MARGIN = 0.05
+SHADOW_OFFSET = (540.0, 720.0)  # metres: a pixel is shadowed by the cloud at (x + dx, y + dy)
+CIRRUS_DATE_PROB = 0.25
+CIRRUS_MAX_COVER = 0.6
+
+OPT_SWATH_PERIOD_KM, OPT_NODATA_FRACTION, OPT_SWATH_ANGLE = 70.0, 0.08, 0.20
+SAR_SWATH_PERIOD_KM, SAR_NODATA_FRACTION, SAR_SWATH_ANGLE = 160.0, 0.05, -0.17
+SAR_BORDER_NOISE_KM = 1.0
+SAR_ENL = 4.4
+SATURATION_PROB = 2e-5  # per S2 pixel and date: SCL 1
+
+# =============================================================================================
+# Hashing (splitmix64) — numba kernels
+
+_M1 = np.uint64(0xBF58476D1CE4E5B9)
+_M2 = np.uint64(0x94D049BB133111EB)
+_GOLD = np.uint64(0x9E3779B97F4A7C15)
+_S11, _S16, _S27, _S30, _S31, _S32, _S48 = (np.uint64(v) for v in (11, 16, 27, 30, 31, 32, 48))
+_LOW16 = np.uint64(0xFFFF)
+_INV53 = 1.0 / 9007199254740992.0
+_INV16 = 1.0 / 65536.0
+_SQRT3 = 1.7320508075688772
+_SQRT6 = 2.449489742783178
+_LN10_10 = 0.23025850929940458  # ln(10) / 10
+_10_LN10 = 4.342944819032518  # 10 / ln(10)
+
+
+@njit(cache=True)
+def _mix(z):
+    z = (z ^ (z >> _S30)) * _M1
+    z = (z ^ (z >> _S27)) * _M2
+    return z ^ (z >> _S31)
+
+
+@njit(cache=True)
+def _h1(key, a):
+    return _mix(key ^ _mix(np.uint64(a) + _GOLD))
+
+
+@njit(cache=True)
+def _h2(key, a, b):
+    return _h1(_h1(key, a), b)
+
+
+@njit(cache=True)
+def _uniform(h):
+    return np.float64(h >> _S11) * _INV53
+
+
+@njit(cache=True)
+def _gauss4(h):
+    """Approximately standard normal (Irwin-Hall of four 16-bit uniforms)."""
+    s = np.float64(h & _LOW16) + np.float64((h >> _S16) & _LOW16) + np.float64((h >> _S32) & _LOW16) + np.float64(h >> _S48)
+    return (s * _INV16 - 2.0) * _SQRT3
+
+
+@njit(cache=True)
+def _tri_pair(h):
+    """Two approximately standard normal numbers (triangular, unit variance) from one hash."""
+    a = (np.float64(h & _LOW16) + np.float64((h >> _S16) & _LOW16)) * _INV16 - 1.0
+    b = (np.float64((h >> _S32) & _LOW16) + np.float64(h >> _S48)) * _INV16 - 1.0
+    return a * _SQRT6, b * _SQRT6
+
+
+@njit(cache=True)
+def _keys(key, values):
+    out = np.empty(values.shape[0], dtype=np.uint64)
+    for i in range(values.shape[0]):
+        out[i] = _h1(key, values[i])
+    return out
+
+
+@njit(cache=True)
+def _pixel_keys(key, xq, yq):
+    out = np.empty((yq.shape[0], xq.shape[0]), dtype=np.uint64)
+    for r in range(yq.shape[0]):
+        ky = _h1(key, yq[r])
+        for c in range(xq.shape[0]):
+            out[r, c] = _h1(ky, xq[c])
+    return out
+
+
+@njit(cache=True)
+def _value_noise(out, key, xm, ym, scales, weights):
+    """Add sum_o w_o * smooth-bilinear value noise (lattice spacing scales[o]) at (xm, ym) to out.
+
+    Lattice values are uniform in [-1, 1] hashed from (key, octave, i, j): the result at a point
+    depends only on its coordinates, never on the window.
+    """
+    ny, nx = out.shape
+    ix = np.empty(nx, dtype=np.int64)
+    fx = np.empty(nx)
+    iy = np.empty(ny, dtype=np.int64)
+    fy = np.empty(ny)
+    for o in range(scales.shape[0]):
+        ell = scales[o]
+        w = weights[o]
+        okey = _h1(key, o + 1)
+        for i in range(nx):
+            t = xm[i] / ell
+            f = np.floor(t)
+            r = t - f
+            ix[i] = np.int64(f)
+            fx[i] = r * r * (3.0 - 2.0 * r)
+        for j in range(ny):
+            t = ym[j] / ell
+            f = np.floor(t)
+            r = t - f
+            iy[j] = np.int64(f)
+            fy[j] = r * r * (3.0 - 2.0 * r)
+        ix0 = ix.min()
+        iy0 = iy.min()
+        tw = ix.max() - ix0 + 2
+        th = iy.max() - iy0 + 2
+        tab = np.empty((th, tw))
+        for j in range(th):
+            kj = _h1(okey, iy0 + j)
+            for i in range(tw):
+                tab[j, i] = 2.0 * _uniform(_h1(kj, ix0 + i)) - 1.0
+        for j in range(ny):
+            jj = iy[j] - iy0
+            wy = fy[j]
+            for i in range(nx):
+                ii = ix[i] - ix0
+                wx = fx[i]
+                a = tab[jj, ii] + wx * (tab[jj, ii + 1] - tab[jj, ii])
+                b = tab[jj + 1, ii] + wx * (tab[jj + 1, ii + 1] - tab[jj + 1, ii])
+                out[j, i] += w * (a + wy * (b - a))
+
+
+# --- quantile tables of the noise fields (tiling-independent constants, computed once) ------
+
+_CDF_LEVELS = np.linspace(0.0, 1.0, 2001)
+_CDF_CACHE: dict[tuple, np.ndarray] = {}
+_CDF_LOCK = threading.Lock()
+
+
+def _noise_quantiles(config: tuple[tuple[float, ...], tuple[float, ...]]) -> np.ndarray:
+    """Quantiles of a value-noise configuration at ``_CDF_LEVELS`` (fixed-key Monte Carlo)."""
+    with _CDF_LOCK:
+        q = _CDF_CACHE.get(config)
+        if q is None:
+            scales = np.asarray(config[0], dtype=np.float64)
+            weights = np.asarray(config[1], dtype=np.float64)
+            step = scales.min() * 0.37
+            samples = []
+            for k in range(48):
+                buf = np.zeros((72, 72))
+                x0 = (k * 7919.0 + 0.5) * scales.max()
+                y0 = -(k * 104729.0 + 0.25) * scales.max()
+                xm = x0 + step * np.arange(72)
+                ym = y0 - step * np.arange(72)
+                _value_noise(buf, np.uint64(0x5EED0000 + k), xm, ym, scales, weights)
+                samples.append(buf.ravel())
+            q = np.quantile(np.concatenate(samples), _CDF_LEVELS)
+            q[0], q[-1] = -np.inf, np.inf
+            _CDF_CACHE[config] = q
+        return q
+
+
+def _to_uniform(values: np.ndarray, config) -> np.ndarray:
+    q = _noise_quantiles(config)
+    return np.interp(values, q[1:-1], _CDF_LEVELS[1:-1])
+
+
+def _threshold(cover: np.ndarray, config) -> np.ndarray:
+    """Field threshold whose exceedance probability is ``cover`` (+inf for 0, -inf for 1)."""
+    q = _noise_quantiles(config)
+    cover = np.asarray(cover, dtype=np.float64)
+    t = np.interp(1.0 - cover, _CDF_LEVELS, q)
+    t = np.where(cover <= 0.0, np.inf, t)
+    return np.where(cover >= 1.0, -np.inf, t)
+
+
+# =============================================================================================
+# Static (date-independent) per-pixel parameters
+
+(P_CLS, P_BASE, P_AMP, P_CENTER, P_LEN, P_RAMP, P_JT, P_JA, P_FALLOW, P_TEX, P_SOIL, P_VEGRED,
+ P_VHOFF, P_VVOFF, P_SMMOD, P_SOPT, P_SSAR, P_NESZ, P_E) = range(19)
+N_PARAMS = 19
+
+
+@njit(cache=True)
+def _static_kernel(p, yearkey, lu, agu, soilu, tex, smu, pixkey, parcel_key, region_key, xm, ym):
+    ny, nx = lu.shape
+    ca, sa = np.cos(PARCEL_ANGLE), np.sin(PARCEL_ANGLE)
+    co, so = np.cos(OPT_SWATH_ANGLE), np.sin(OPT_SWATH_ANGLE)
+    cs, ss = np.cos(SAR_SWATH_ANGLE), np.sin(SAR_SWATH_ANGLE)
+    for r in range(ny):
+        y = ym[r]
+        for c in range(nx):
+            x = xm[c]
+            hp = pixkey[r, c]
+            u_pix = _uniform(_mix(hp ^ _GOLD))
+            g_pix = _gauss4(_mix(hp ^ _M1))
+            landscape = lu[r, c] + 0.015 * tex[r, c]
+            # parcels on a rotated lattice
+            pu = x * ca + y * sa
+            pv = -x * sa + y * ca
+            pi = np.int64(np.floor(pu / PARCEL_SIZE[0]))
+            pj = np.int64(np.floor(pv / PARCEL_SIZE[1]))
+            hk = _h2(parcel_key, pi, pj)
+            u1 = _uniform(_mix(hk ^ np.uint64(1)))
+            u2 = _uniform(_mix(hk ^ np.uint64(2)))
+            u3 = _uniform(_mix(hk ^ np.uint64(3)))
+            u4 = _uniform(_mix(hk ^ np.uint64(4)))
+            u5 = _uniform(_mix(hk ^ np.uint64(5)))
+            u6 = _uniform(_mix(hk ^ np.uint64(6)))
+            u7 = _uniform(_mix(hk ^ np.uint64(7)))
+            # region cells (5 km) give forest / pasture / water their inter-annual variation
+            rk = _h2(region_key, np.int64(np.floor(x / 5000.0)), np.int64(np.floor(y / 5000.0)))
+            if landscape < WATER_QUANTILE:
+                cls = WATER
+                yk = rk
+                base, amp, center, length, ramp = -0.28 + 0.08 * agu[r, c], 0.05, 30.0, 90.0, 10.0
+                jt, ja, fallow = 10.0, 0.5, 0.0
+                vhoff, vvoff = 0.0, 0.0
+            elif landscape > FOREST_QUANTILE:
+                cls = FOREST
+                yk = rk
+                base = 0.64 + 0.10 * agu[r, c]
+                amp = 0.07 + 0.05 * soilu[r, c]
+                center, length, ramp = 320.0, 180.0, 14.0
+                jt, ja, fallow = 5.0, 0.2, 0.0
+                vhoff, vvoff = 1.5, 0.5
+            else:
+                yk = hk
+                if u7 < BARE_PARCEL_PROB:
+                    cls = BARE
+                    base, amp, center, length, ramp = 0.07 + 0.05 * u1, 0.03, 250.0, 120.0, 15.0
+                    jt, ja, fallow = 0.0, 0.0, 0.0
+                    vhoff, vvoff = -1.0, 1.0
+                elif u6 < 0.25 + 0.5 * agu[r, c]:
+                    cls = CROP
+                    base = 0.13 + 0.05 * u1
+                    amp = 0.55 + 0.2 * u2
+                    center = 235.0 + 50.0 * (u3 - 0.5)
+                    length = 100.0 + 40.0 * u4
+                    ramp = 8.0 + 5.0 * u5
+                    jt, ja, fallow = 12.0, 0.15, 0.15
+                    vhoff, vvoff = -0.5 + 1.2 * (u5 - 0.5), 1.6 * (u4 - 0.5)
+                else:
+                    cls = PASTURE
+                    base = 0.27 + 0.06 * u1
+                    amp = 0.25 + 0.12 * u2
+                    center = 250.0 + 20.0 * (u3 - 0.5)
+                    length = 160.0 + 20.0 * u4
+                    ramp = 12.0 + 3.0 * u5
+                    jt, ja, fallow = 8.0, 0.25, 0.0
+                    vhoff, vvoff = -1.0, -0.5
+            texture = 0.0
+            if cls != WATER:
+                texture = 0.025 * tex[r, c] + 0.01 * g_pix
+            p[P_CLS, r, c] = cls
+            p[P_BASE, r, c] = base
+            p[P_AMP, r, c] = amp
+            p[P_CENTER, r, c] = center - 1.0  # day of year -> day offset from 1 January 1970
+            p[P_LEN, r, c] = length
+            p[P_RAMP, r, c] = ramp
+            p[P_E, r, c] = np.exp(0.5 * length / ramp)
+            p[P_JT, r, c] = jt
+            p[P_JA, r, c] = ja
+            p[P_FALLOW, r, c] = fallow
+            p[P_TEX, r, c] = texture
+            p[P_SOIL, r, c] = 0.09 + 0.09 * soilu[r, c]
+            p[P_VEGRED, r, c] = 0.025 + 0.015 * u_pix
+            p[P_VHOFF, r, c] = vhoff
+            p[P_VVOFF, r, c] = vvoff
+            p[P_SMMOD, r, c] = 0.7 + 0.6 * smu[r, c]
+            p[P_SOPT, r, c] = (x * co + y * so) / 1000.0
+            s_sar = (x * cs + y * ss) / 1000.0
+            p[P_SSAR, r, c] = s_sar
+            nesz_db = -31.0 + 2.0 * np.cos(2.0 * np.pi * s_sar / (SAR_SWATH_PERIOD_KM / 3.0))
+            p[P_NESZ, r, c] = nesz_db
+            yearkey[r, c] = yk
+
+
+@njit(cache=True)
+def _ndvi_true(p, yearkey, state, r, c, day):
+    """True NDVI of pixel (r, c) on ``day``; ``state`` caches the season-year draws per pixel."""
+    center = p[P_CENTER, r, c]
+    k = np.floor((day - center) / 365.25 + 0.5)
+    if state[0, r, c] != k:
+        hy = _h1(yearkey[r, c], np.int64(k))
+        uj = _uniform(_mix(hy ^ np.uint64(11)))
+        ua = _uniform(_mix(hy ^ np.uint64(12)))
+        uf = _uniform(_mix(hy ^ np.uint64(13)))
+        amp = p[P_AMP, r, c] * (1.0 + p[P_JA, r, c] * (2.0 * ua - 1.0))
+        if uf < p[P_FALLOW, r, c]:
+            amp *= 0.15
+        state[0, r, c] = k
+        state[1, r, c] = center + k * 365.25 + p[P_JT, r, c] * (2.0 * uj - 1.0)
+        state[2, r, c] = amp
+    # double logistic: 1/(1+exp(-(d+h)/s)) - 1/(1+exp(-(d-h)/s)) with E = exp(h/s) precomputed
+    e = np.exp(-(day - state[1, r, c]) / p[P_RAMP, r, c])
+    big = p[P_E, r, c]
+    g = 1.0 / (1.0 + e / big) - 1.0 / (1.0 + e * big)
+    v = p[P_BASE, r, c] + state[2, r, c] * g + p[P_TEX, r, c]
+    if v < -0.6:
+        v = -0.6
+    elif v > 0.93:
+        v = 0.93
+    return v
+
+
+def _new_state(ny: int, nx: int) -> np.ndarray:
+    st = np.empty((3, ny, nx))
+    st[0] = np.nan
+    return st
+
+
+@njit(cache=True)
+def _truth_kernel(out, p, yearkey, state, days):
+    nt, ny, nx = out.shape
+    for t in range(nt):
+        day = np.float64(days[t])
+        for r in range(ny):
+            for c in range(nx):
+                out[t, r, c] = _ndvi_true(p, yearkey, state, r, c, day)
+
+
+@njit(cache=True)
+def _surface(p, r, c, nd):
+    if p[P_CLS, r, c] == WATER:
+        red = 0.03 + 0.02 * (p[P_SOIL, r, c] - 0.09)
+    else:
+        fc = (nd - 0.08) / 0.8
+        if fc < 0.0:
+            fc = 0.0
+        elif fc > 1.0:
+            fc = 1.0
+        red = (1.0 - fc) * p[P_SOIL, r, c] + fc * p[P_VEGRED, r, c]
+    nir = red * (1.0 + nd) / (1.0 - nd)
+    return red, nir
+
+
+@njit(cache=True)
+def _optical_kernel(red_out, nir_out, qa_out, p, yearkey, state, pixkey, days, qcode, date_keys,
+                    cloud_keys, tau, cirrus_keys, tau_ci, nd_phase, xm, ym, xs, ys,
+                    cs, cw, ks, kw):
+    nt, ny, nx = red_out.shape
+    zc = np.empty((ny, nx))
+    zs = np.empty((ny, nx))
+    zi = np.empty((ny, nx))
+    for t in range(nt):
+        day = np.float64(days[t])
+        th = tau[t]
+        thi = tau_ci[t]
+        zc[:] = 0.0
+        zs[:] = 0.0
+        zi[:] = 0.0
+        if np.isfinite(th):
+            _value_noise(zc, cloud_keys[t], xm, ym, cs, cw)
+            _value_noise(zs, cloud_keys[t], xs, ys, cs, cw)
+        elif th < 0:  # overcast: thickness still varies
+            _value_noise(zc, cloud_keys[t], xm, ym, cs, cw)
+        if np.isfinite(thi):
+            _value_noise(zi, cirrus_keys[t], xm, ym, ks, kw)
+        dk = date_keys[t]
+        phase = nd_phase[t]
+        mode = qcode[t]
+        for r in range(ny):
+            for c in range(nx):
+                fr = p[P_SOPT, r, c] / OPT_SWATH_PERIOD_KM + phase
+                fr = fr - np.floor(fr)
+                if fr < OPT_NODATA_FRACTION:
+                    red_out[t, r, c] = np.nan
+                    nir_out[t, r, c] = np.nan
+                    qa_out[t, r, c] = 0 if mode == _M_S2 else 1
+                    continue
+                nd = _ndvi_true(p, yearkey, state, r, c, day)
+                red, nir = _surface(p, r, c, nd)
+                h = _mix(pixkey[r, c] ^ dk)
+                n1, n2 = _tri_pair(h)
+                red = red * (1.0 + 0.02 * n1) + 0.002 * n1
+                nir = nir * (1.0 + 0.02 * n2) + 0.002 * n2
+                z = zc[r, c]
+                cloud = z > th
+                thick = z > th + CLOUD_THICK
+                if cloud:
+                    a = 0.55 + (z - th) / 0.6
+                    if a > 1.0:
+                        a = 1.0
+                    cr = 0.30 + 0.08 * (z - th)
+                    red = (1.0 - a) * red + a * cr
+                    nir = (1.0 - a) * nir + a * cr * 1.06
+                elif z > th - CLOUD_FRINGE:
+                    a = 0.2 * (1.0 - (th - z) / CLOUD_FRINGE)
+                    red = (1.0 - a) * red + a * 0.30
+                    nir = (1.0 - a) * nir + a * 0.318
+                dilated = (not cloud) and z > th - CLOUD_DILATION
+                shadow = (not cloud) and zs[r, c] > th + SHADOW_MARGIN
+                if shadow:
+                    red *= 0.45
+                    nir *= 0.33
+                cirrus = (not cloud) and zi[r, c] > thi
+                if cirrus:
+                    red += 0.03
+                    nir += 0.035
+                if red < 0.0:
+                    red = 0.0
+                elif red > 1.0:
+                    red = 1.0
+                if nir < 0.0:
+                    nir = 0.0
+                elif nir > 1.0:
+                    nir = 1.0
+                water = p[P_CLS, r, c] == WATER
+                if mode == _M_S2:
+                    if cloud:
+                        q = 9 if thick else 8
+                    elif shadow:
+                        q = 3
+                    elif cirrus:
+                        q = 10
+                    elif _uniform(_mix(h ^ _M2)) < SATURATION_PROB:
+                        q = 1
+                        red = 1.0
+                        nir = 1.0
+                    elif water:
+                        q = 6
+                    elif (nir - red) > 0.25 * (nir + red):
+                        q = 4
+                    else:
+                        q = 5
+                else:
+                    if cloud:
+                        q = (1 << 3) | (3 << 8) | (1 << 10) | (1 << 12) | (1 << 14)
+                    elif dilated:
+                        q = (1 << 1) | (1 << 8) | (1 << 10) | (1 << 12) | (1 << 14)
+                    else:
+                        q = (1 << 6) | (1 << 8) | (1 << 10) | (1 << 12) | (1 << 14)
+                        if shadow:
+                            q |= (1 << 4) | (3 << 10)
+                        if cirrus:
+                            q |= (1 << 2) | (3 << 14)
+                        if water and not shadow and not cirrus:
+                            q |= 1 << 7
+                red_out[t, r, c] = red
+                nir_out[t, r, c] = nir
+                qa_out[t, r, c] = q
+
+
+def _speckle_table(enl: float = SAR_ENL, n: int = 65536) -> np.ndarray:
+    """10 log10 of Gamma(enl, 1/enl) quantiles at (i + 0.5) / n (Wilson-Hilferty), float64."""
+    from statistics import NormalDist
+
+    nd = NormalDist()
+    a = 1.0 / (9.0 * enl)
+    out = np.empty(n)
+    for i in range(n):
+        z = nd.inv_cdf((i + 0.5) / n)
+        g = (1.0 - a + z * a**0.5) ** 3
+        out[i] = 10.0 * np.log10(g)
+    return out
+
+
+_THERMAL_X0, _THERMAL_DX, _THERMAL_N = -50.0, 0.01, 8001
+
+
+def _thermal_table() -> np.ndarray:
+    """f(x) = 10 log10(1 + 10^(x/10)) on x = -50 .. 30 dB: adding noise power x dB below the signal."""
+    x = _THERMAL_X0 + _THERMAL_DX * np.arange(_THERMAL_N + 1)
+    return 10.0 * np.log10(1.0 + 10.0 ** (x / 10.0))
+
+
+_SPECKLE_DB = _speckle_table()
+_THERMAL_DB = _thermal_table()
+
+
+@njit(cache=True)
+def _sar_kernel(vv_out, vh_out, p, yearkey, state, pixkey, days, date_keys, sm, wind, nd_phase, spk, thermal):
+    nt, ny, nx = vv_out.shape
+    border = SAR_NODATA_FRACTION + SAR_BORDER_NOISE_KM / SAR_SWATH_PERIOD_KM
+    for t in range(nt):
+        day = np.float64(days[t])
+        dk = date_keys[t]
+        phase = nd_phase[t]
+        smt = sm[t]
+        wt = wind[t]
+        for r in range(ny):
+            for c in range(nx):
+                h = _mix(pixkey[r, c] ^ dk)
+                fr = p[P_SSAR, r, c] / SAR_SWATH_PERIOD_KM + phase
+                fr = fr - np.floor(fr)
+                if fr < SAR_NODATA_FRACTION:
+                    vv_out[t, r, c] = np.nan
+                    vh_out[t, r, c] = np.nan
+                    continue
+                if fr < border:
+                    u = _uniform(h)
+                    vv_out[t, r, c] = -40.0 - 8.0 * u
+                    vh_out[t, r, c] = -42.0 - 8.0 * u
+                    continue
+                nd = _ndvi_true(p, yearkey, state, r, c, day)
+                if p[P_CLS, r, c] == WATER:
+                    vv = -23.0 + 8.0 * wt
+                    vh = -29.0 + 4.0 * wt
+                else:
+                    fc = (nd - 0.1) / 0.75
+                    if fc < 0.0:
+                        fc = 0.0
+                    elif fc > 1.0:
+                        fc = 1.0
+                    wet = (smt * p[P_SMMOD, r, c] - 0.3) * (1.0 - 0.7 * fc)
+                    vh = -25.5 + 9.5 * nd + p[P_VHOFF, r, c] + 1.5 * wet
+                    vv = -16.0 + 4.5 * nd + p[P_VVOFF, r, c] + 5.0 * wet
+                # multiplicative gamma speckle (table in dB), then additive thermal noise
+                vv += spk[np.int64(h & _LOW16)]
+                vh += spk[np.int64((h >> _S16) & _LOW16)]
+                nesz = p[P_NESZ, r, c]
+                vv_out[t, r, c] = vv + _thermal(nesz - vv, thermal)
+                vh_out[t, r, c] = vh + _thermal(nesz - vh, thermal)
+
+
+@njit(cache=True)
+def _thermal(x, table):
+    if x <= _THERMAL_X0:
+        return 0.0
+    f = (x - _THERMAL_X0) / _THERMAL_DX
+    if f >= _THERMAL_N:
+        return table[_THERMAL_N] + (x - (_THERMAL_X0 + _THERMAL_DX * _THERMAL_N))
+    i = np.int64(f)
+    w = f - i
+    return table[i] + w * (table[i + 1] - table[i])
+
+
+# =============================================================================================
+# The source
+
+
+_STREAMS = {name: i + 1 for i, name in enumerate((
+    "pixel", "parcel", "region", "landscape", "agbias", "soil", "texture", "smmod", "cloud", "cirrus",
+    "cover", "cirrus_cover", "opt_noise_S2", "opt_noise_L8", "opt_noise_L9", "sar_noise", "swath_S2",
+    "swath_L8", "swath_L9", "swath_S1", "rain", "wind",
+))}
+
+
+class SyntheticSource:
+    """Deterministic synthetic Sentinel-2 / Landsat 8-9 / Sentinel-1 data with true NDVI.
+
+    ``seed`` selects the synthetic world; ``missions`` restricts the optical missions offered
+    (default S2, L8 and L9). See ``SYNTHETIC.md`` for the model.
+    """
+
+    name = "synthetic"
+    synthetic = True
+
+    def __init__(self, seed: int = 0, missions: Iterable[str] | None = None, cache_size: int = 4) -> None:
+        try:
+            self.seed = int(seed)
+        except (TypeError, ValueError) as e:
+            raise SourceError(f"synthetic seed must be an integer, got {seed!r}") from e
+        ms = tuple(OPTICAL_MISSIONS if missions is None else (str(m).upper() for m in missions))
+        bad = [m for m in ms if m not in OPTICAL_MISSIONS]
+        if bad:
+            raise SourceError(f"unknown optical mission(s) {bad}: the synthetic source offers {', '.join(OPTICAL_MISSIONS)}")
+        self.missions = ms
+        self._root = np.uint64(_mix(np.uint64(self.seed & 0xFFFFFFFFFFFFFFFF) ^ np.uint64(0x5A4E5448)))
+        self._u0 = float(_uniform(np.uint64(_h1(self._root, np.int64(_STREAMS["cover"])))))
+        self._cache: OrderedDict[tuple, tuple] = OrderedDict()
+        self._cache_size = int(cache_size)
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"SyntheticSource(seed={self.seed}, missions={list(self.missions)})"
+
+    # -- keys ----------------------------------------------------------------------------------
+
+    def _key(self, stream: str, crs_key: int = 0) -> np.uint64:
+        return np.uint64(_h2(self._root, np.int64(_STREAMS[stream]), np.int64(crs_key)))
+
+    def _date_keys(self, stream: str, days: np.ndarray, crs_key: int = 0) -> np.ndarray:
+        return _keys(self._key(stream, crs_key), np.asarray(days, dtype=np.int64))
+
+    def _day_uniform(self, stream: str, days: np.ndarray) -> np.ndarray:
+        keys = self._date_keys(stream, days)
+        return (keys >> np.uint64(11)).astype(np.float64) * _INV53
+
+    # -- catalogs ------------------------------------------------------------------------------
+
+    def _catalog(self, mission: str, start: Any, end: Any) -> pd.DataFrame:
+        t0, t1 = to_ns(start), to_ns(end)
+        if t1 <= t0:
+            return empty_catalog()
+        ns_day = 86_400 * 10**9
+        days = acquisition_days(mission, t0 // ns_day - 1, t1 // ns_day + 1)
+        times = day_to_datetime64(days, OVERPASS_SECONDS[mission])
+        keep = (times.astype(np.int64) >= t0) & (times.astype(np.int64) < t1)
+        days, times = days[keep], times[keep]
+        return pd.DataFrame({"id": [make_id(mission, d) for d in days], "time": pd.DatetimeIndex(times)})
+
+    def optical_catalog(self, geobox: GeoBox, mission: str, start: Any, end: Any) -> pd.DataFrame:
+        m = str(mission).upper()
+        if m not in self.missions:
+            raise SourceError(f"the synthetic source has no optical mission {mission!r}: use one of {', '.join(self.missions)}")
+        return self._catalog(m, start, end)
+
+    def sar_catalog(self, geobox: GeoBox, start: Any, end: Any) -> pd.DataFrame:
+        return self._catalog(SAR_MISSION, start, end)
+
+    # -- per-date scalars ----------------------------------------------------------------------
+
+    def wetness(self, days: np.ndarray) -> np.ndarray:
+        """Seasonal wetness in [0, 1] (1 at the wet-season peak)."""
+        days = np.asarray(days, dtype=np.float64)
+        doy = (days - 0.0) % 365.25
+        return 0.5 + 0.5 * np.cos(2.0 * np.pi * (doy - (WET_SEASON_PEAK_DOY - 1)) / 365.25)
+
+    def cloud_cover(self, days: Any) -> np.ndarray:
+        """Nominal cloud cover (expected cloud fraction over a large area) of each day, 0..1."""
+        days = np.asarray(days, dtype=np.int64)
+        u = (self._u0 + days.astype(np.float64) * CLOUD_ALPHA) % 1.0
+        w = self.wetness(days)
+        p_clear = 0.32 - 0.20 * w
+        p_over = 0.06 + 0.20 * w
+        mid = np.clip((u - p_clear) / (1.0 - p_clear - p_over), 0.0, 1.0)
+        gamma = 1.3 - 0.6 * w
+        c = 0.02 + 0.95 * mid**gamma
+        c = np.where(u < p_clear, 0.02 * u / p_clear, c)
+        c = np.where(u > 1.0 - p_over, 0.97 + 0.03 * (u - (1.0 - p_over)) / p_over, c)
+        return c
+
+    def cirrus_cover(self, days: Any) -> np.ndarray:
+        days = np.asarray(days, dtype=np.int64)
+        u = self._day_uniform("cirrus_cover", days)
+        v = (u / CIRRUS_DATE_PROB) * CIRRUS_MAX_COVER
+        return np.where(u < CIRRUS_DATE_PROB, v, 0.0)
+
+    def soil_moisture(self, days: Any) -> np.ndarray:
+        """Regional surface soil moisture index 0..1 from rain on overcast days (30-day memory)."""
+        days = np.asarray(days, dtype=np.int64)
+        lags = np.arange(30)
+        past = days[:, None] - lags[None, :]
+        flat = past.ravel()
+        cover = self.cloud_cover(flat)
+        rain = np.clip((cover - 0.75) / 0.25, 0.0, None) * (0.3 + self._day_uniform("rain", flat))
+        rain = rain.reshape(past.shape)
+        wet = (rain * np.exp(-lags / 6.0)[None, :]).sum(axis=1)
+        return 0.15 + 0.85 * (1.0 - np.exp(-wet))
+
+    # -- geometry ------------------------------------------------------------------------------
+
+    def _static(self, geobox: GeoBox):
+        crs = geobox.crs
+        if crs is None:
+            raise SourceError("the synthetic source needs a GeoBox with a CRS")
+        if not geobox.axis_aligned:
+            raise SourceError(f"the synthetic source reads axis-aligned GeoBoxes only, got {geobox!r}")
+        epsg = crs.epsg
+        crs_key = int(epsg) if epsg is not None else zlib.crc32(crs.to_wkt().encode())
+        geographic = bool(crs.geographic)
+        coords = geobox.coords
+        xs = np.asarray(coords["x" if "x" in coords else "longitude"].values, dtype=np.float64)
+        ys = np.asarray(coords["y" if "y" in coords else "latitude"].values, dtype=np.float64)
+        ck = (crs_key, xs.tobytes(), ys.tobytes())
+        with self._lock:
+            hit = self._cache.get(ck)
+            if hit is not None:
+                self._cache.move_to_end(ck)
+                return hit
+        quantum = Q_GEOGRAPHIC if geographic else Q_PROJECTED
+        xq = np.round(xs / quantum).astype(np.int64)
+        yq = np.round(ys / quantum).astype(np.int64)
+        unit = quantum * (M_PER_DEGREE if geographic else 1.0)
+        xm = xq.astype(np.float64) * unit
+        ym = yq.astype(np.float64) * unit
+        ny, nx = ym.size, xm.size
+
+        def field(stream: str, config) -> np.ndarray:
+            buf = np.zeros((ny, nx))
+            _value_noise(buf, self._key(stream, crs_key), xm, ym,
+                         np.asarray(config[0], dtype=np.float64), np.asarray(config[1], dtype=np.float64))
+            return buf
+
+        lu = _to_uniform(field("landscape", NOISE_LANDSCAPE), NOISE_LANDSCAPE)
+        agu = _to_uniform(field("agbias", NOISE_AGBIAS), NOISE_AGBIAS)
+        soilu = _to_uniform(field("soil", NOISE_SOIL), NOISE_SOIL)
+        tex = field("texture", NOISE_TEXTURE) * 1.7  # ~unit variance
+        smu = _to_uniform(field("smmod", NOISE_SMMOD), NOISE_SMMOD)
+        pixkey = _pixel_keys(self._key("pixel", crs_key), xq, yq)
+        p = np.empty((N_PARAMS, ny, nx))
+        yearkey = np.empty((ny, nx), dtype=np.uint64)
+        _static_kernel(p, yearkey, lu, agu, soilu, tex, smu, pixkey,
+                       self._key("parcel", crs_key), self._key("region", crs_key), xm, ym)
+        out = (crs_key, xs, ys, xm, ym, p, yearkey, pixkey)
+        with self._lock:
+            self._cache[ck] = out
+            while len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        return out
+
+    @staticmethod
+    def _parse(ids: Sequence[str], allowed: Sequence[str]) -> tuple[list[str], np.ndarray]:
+        if isinstance(ids, str):
+            ids = [ids]
+        missions, days = [], []
+        for i in ids:
+            m, d = parse_id(i)
+            if m not in allowed:
+                raise SourceError(f"image id {i!r} is not one of the missions {', '.join(allowed)} this read accepts")
+            missions.append(m)
+            days.append(d)
+        return missions, np.asarray(days, dtype=np.int64)
+
+    @staticmethod
+    def _times(missions: Sequence[str], days: np.ndarray) -> np.ndarray:
+        secs = np.asarray([OVERPASS_SECONDS[m] for m in missions], dtype=np.int64)
+        return day_to_datetime64(days, secs)
+
+    @staticmethod
+    def _coords(times, xs, ys, geobox) -> dict:
+        return {"time": ("time", times), "y": ("y", ys), "x": ("x", xs)}
+
+    # -- reads ---------------------------------------------------------------------------------
+
+    def read_optical(self, geobox: GeoBox, ids: Sequence[str]) -> xr.Dataset:
+        missions, days = self._parse(ids, self.missions)
+        crs_key, xs, ys, xm, ym, p, yearkey, pixkey = self._static(geobox)
+        nt, ny, nx = days.size, ys.size, xs.size
+        red = np.empty((nt, ny, nx), dtype=np.float32)
+        nir = np.empty((nt, ny, nx), dtype=np.float32)
+        qa = np.empty((nt, ny, nx), dtype=np.uint16)
+        if nt:
+            qcode = np.asarray([_M_S2 if m == "S2" else _M_L8 for m in missions], dtype=np.int64)
+            date_keys = np.empty(nt, dtype=np.uint64)
+            phase = np.empty(nt)
+            for m in set(missions):
+                sel = np.asarray([mm == m for mm in missions])
+                date_keys[sel] = self._date_keys(f"opt_noise_{m}", days[sel], crs_key)
+                phase[sel] = self._day_uniform(f"swath_{m}", days[sel])
+            tau = _threshold(self.cloud_cover(days), NOISE_CLOUD)
+            tau_ci = _threshold(self.cirrus_cover(days), NOISE_CIRRUS)
+            cloud_keys = self._date_keys("cloud", days, crs_key)
+            cirrus_keys = self._date_keys("cirrus", days, crs_key)
+            xsh = xm + SHADOW_OFFSET[0]
+            ysh = ym + SHADOW_OFFSET[1]
+            _optical_kernel(red, nir, qa, p, yearkey, _new_state(ny, nx), pixkey, days, qcode, date_keys,
+                            cloud_keys, tau, cirrus_keys, tau_ci, phase, xm, ym, xsh, ysh,
+                            np.asarray(NOISE_CLOUD[0]), np.asarray(NOISE_CLOUD[1]),
+                            np.asarray(NOISE_CIRRUS[0]), np.asarray(NOISE_CIRRUS[1]))
+        coords = self._coords(self._times(missions, days), xs, ys, geobox)
+        ds = xr.Dataset(
+            {
+                "red": (("time", "y", "x"), red, {"long_name": "surface reflectance, red", "units": "1"}),
+                "nir": (("time", "y", "x"), nir, {"long_name": "surface reflectance, near infrared", "units": "1"}),
+                "qa": (("time", "y", "x"), qa, {"long_name": "SCL (S2) or QA_PIXEL (Landsat)"}),
+            },
+            coords=coords,
+            attrs={"crs": str(geobox.crs), "source": "synthetic", "seed": self.seed, "SYNTHETIC": 1},
+        )
+        ds = ds.assign_coords(id=("time", np.asarray(list(ids), dtype=object)), mission=("time", np.asarray(missions, dtype=object)))
+        return ds
+
+    def read_sar(self, geobox: GeoBox, ids: Sequence[str]) -> xr.Dataset:
+        missions, days = self._parse(ids, (SAR_MISSION,))
+        crs_key, xs, ys, xm, ym, p, yearkey, pixkey = self._static(geobox)
+        nt, ny, nx = days.size, ys.size, xs.size
+        vv = np.empty((nt, ny, nx), dtype=np.float32)
+        vh = np.empty((nt, ny, nx), dtype=np.float32)
+        if nt:
+            date_keys = self._date_keys("sar_noise", days, crs_key)
+            phase = self._day_uniform("swath_S1", days)
+            sm = self.soil_moisture(days)
+            wind = self._day_uniform("wind", days)
+            _sar_kernel(vv, vh, p, yearkey, _new_state(ny, nx), pixkey, days, date_keys, sm, wind, phase,
+                        _SPECKLE_DB, _THERMAL_DB)
+        coords = self._coords(self._times(missions, days), xs, ys, geobox)
+        ds = xr.Dataset(
+            {
+                "vv": (("time", "y", "x"), vv, {"long_name": "backscatter VV", "units": "dB"}),
+                "vh": (("time", "y", "x"), vh, {"long_name": "backscatter VH", "units": "dB"}),
+            },
+            coords=coords,
+            attrs={"crs": str(geobox.crs), "source": "synthetic", "seed": self.seed, "SYNTHETIC": 1},
+        )
+        return ds.assign_coords(id=("time", np.asarray(list(ids), dtype=object)))
+
+    def read_truth_ndvi(self, geobox: GeoBox, ids: Sequence[str]) -> xr.DataArray:
+        missions, days = self._parse(ids, self.missions + (SAR_MISSION,))
+        crs_key, xs, ys, xm, ym, p, yearkey, pixkey = self._static(geobox)
+        out = np.empty((days.size, ys.size, xs.size), dtype=np.float32)
+        if days.size:
+            _truth_kernel(out, p, yearkey, _new_state(ys.size, xs.size), days)
+        da = xr.DataArray(
+            out,
+            dims=("time", "y", "x"),
+            coords=self._coords(self._times(missions, days), xs, ys, geobox),
+            name="ndvi",
+            attrs={"crs": str(geobox.crs), "long_name": "true NDVI (synthetic ground truth)", "SYNTHETIC": 1},
+        )
+        return da.assign_coords(id=("time", np.asarray(list(ids), dtype=object)))
+
+    def read_land_cover(self, geobox: GeoBox) -> xr.DataArray:
+        """The land-cover class of each pixel (codes in ``LAND_COVER_CLASSES``)."""
+        crs_key, xs, ys, xm, ym, p, yearkey, pixkey = self._static(geobox)
+        return xr.DataArray(
+            p[P_CLS].astype(np.uint8), dims=("y", "x"), coords={"y": ys, "x": xs}, name="land_cover",
+            attrs={"crs": str(geobox.crs), "classes": str(LAND_COVER_CLASSES)},
+        )
+
+
+def bench(size: int = 512, n_optical: int = 46, n_sar: int = 46, epsg: int = 32755, res: float = 30.0) -> dict[str, float]:
+    """Time generating one tile (seconds, second call: numba compiled, caches cleared)."""
+    import time
+
+    from tiling.grid import GridSpec
+
+    grid = GridSpec(epsg, res, size, 11)
+    gb = grid.geobox(5000, -205000, size, size)
+    src = SyntheticSource(0)
+    opt = src.optical_catalog(gb, "L8" if res >= 20 else "S2", "2019-01-01", "2030-01-01")["id"][:n_optical].tolist()
+    sar = src.sar_catalog(gb, "2019-01-01", "2030-01-01")["id"][:n_sar].tolist()
+    # warm up (compile)
+    small = grid.geobox(0, 0, 16, 16)
+    src.read_optical(small, opt[:2]), src.read_sar(small, sar[:2]), src.read_truth_ndvi(small, opt[:2])
+    src._cache.clear()
+    out = {}
+    t = time.perf_counter()
+    src._static(gb)
+    out["static"] = time.perf_counter() - t
+    t = time.perf_counter()
+    src.read_optical(gb, opt)
+    out["optical"] = time.perf_counter() - t
+    t = time.perf_counter()
+    src.read_sar(gb, sar)
+    out["sar"] = time.perf_counter() - t
+    t = time.perf_counter()
+    src.read_truth_ndvi(gb, opt)
+    out["truth"] = time.perf_counter() - t
+    return out

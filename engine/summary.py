@@ -1,0 +1,58 @@
+"""The end-of-run summary printed by the CLI."""
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from engine.context import RunContext
+
+STRATUM_ORDER = ["all"]
+
+
+def _fmt(v: Any, digits: int = 3) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.{digits}f}"
+    return str(v)
+
+
+def skill_table(records: list[dict[str, Any]], target: str, title: str) -> Table | None:
+    rows = [r for r in records if r["target"] == target]
+    if not rows:
+        return None
+    t = Table(title=title, title_justify="left")
+    for col in ("gap length", "method", "n", "MAE", "RMSE", "bias", "R2"):
+        t.add_column(col, justify="right" if col not in ("gap length", "method") else "left")
+    for r in rows:
+        t.add_row(r["stratum"], r["method"], _fmt(r["n"]), _fmt(r["MAE"]), _fmt(r["RMSE"]), _fmt(r["bias"]), _fmt(r["R2"]))
+    return t
+
+
+def print_summary(console: Console, ctx: RunContext, result: Any) -> None:
+    m = result.summary
+    if m.get("synthetic"):
+        console.print(f"[bold red on yellow] {m['WARNING']} [/]")
+    counts = ", ".join(f"{n} {s}" for s, n in sorted(m.get("tile_counts", {}).items()))
+    img = m.get("images", {})
+    console.print(f"tiles: {len(ctx.plan.tiles)} ({counts}); images: {img.get('optical')} optical, "
+                  f"{img.get('paired')} paired with S1 ({img.get('sar')} S1 scenes); "
+                  f"splits {img.get('splits')}")
+    for target, title in (("validation", "Held-out skill, validation images (artificially hidden pixels)"),
+                          ("testing", "Held-out skill, testing images (clear pixels)"),
+                          ("truth", "Fill under cloud against the synthetic truth")):
+        t = skill_table(m.get("skill", []), target, title)
+        if t is not None:
+            console.print(t)
+    for tid, msg in result.failures.items():
+        console.print(f"[red]failed[/] {tid}: {msg}")
+    timing = ", ".join(f"{k} {v:.1f} s" for k, v in result.timings.items())
+    if timing:
+        console.print(f"time: {timing}")
+    console.print(f"outputs: {result.run_dir}/cube.zarr (filled, mask, prediction, observation, gaps), "
+                  f"images.csv, skill.csv, tiles.parquet, manifest.json")
+    if not result.complete:
+        console.print(f"[red]incomplete:[/] {len(result.failures)} tile(s) failed; fix the cause and run "
+                      f"python -m engine resume {result.run_dir}")
