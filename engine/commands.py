@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+from collections import Counter
 from collections.abc import Callable
 
 from rich.console import Console
@@ -115,6 +116,40 @@ def cmd_resume(args: argparse.Namespace) -> int:
     return _execute(ctx, args)
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from engine.status import read_status
+
+    st = read_status(Path(args.run_dir))
+    run = st.run
+    console.print(f"{args.run_dir}: {run['aoi']['name']}, {run['params']['OPTICAL_MISSION']} "
+                  f"{run['params']['START_DATE']} to {run['params']['END_DATE']}, backend {run['params']['BACKEND']}")
+    t = Table(title="Stages", title_justify="left")
+    for col in ("stage", "done", "empty", "split", "running", "failed", "pending"):
+        t.add_column(col, justify="left" if col == "stage" else "right")
+    for stage, c in sorted(st.stage_counts.items()):
+        t.add_row(stage, *(str(c.get(k, 0)) for k in ("done", "empty", "split", "running", "failed", "pending")))
+    console.print(t)
+    if args.tiles or len(st.tiles) <= 30:
+        tt = Table(title="Tiles", title_justify="left")
+        for col in ("tile", "status", "train", "finish", "attempts", "message"):
+            tt.add_column(col)
+        for tile in st.tiles:
+            attempts = f"{tile.get('train_attempts', 0)}/{tile.get('finish_attempts', 0)}"
+            tt.add_row(tile["tile_id"], tile["status"], tile.get("train", "-"), tile.get("finish", "-"), attempts,
+                       tile.get("message", ""))
+        console.print(tt)
+    counts = ", ".join(f"{n} {s}" for s, n in sorted(Counter(t["status"] for t in st.tiles).items()))
+    console.print(f"run is {st.state.upper()}: {counts}")
+    return st.exit_code
+
+
+def _status_extra(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir", metavar="RUN_DIR", help="run directory")
+    p.add_argument("--tiles", action="store_true", help="list every tile even for large runs")
+
+
 def _run_extra(p: argparse.ArgumentParser) -> None:
     p.add_argument("--yes", "-y", action="store_true", help="do not ask before a long run")
 
@@ -136,4 +171,6 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str, bool, Callab
     "run": (cmd_run, "run the whole job (gap statistics and SAR infilling), resuming a run directory if it exists",
             True, _run_extra),
     "resume": (cmd_resume, "do exactly the missing work of an interrupted run", False, _resume_extra),
+    "status": (cmd_status, "per-stage and per-tile state of a run (exit 0 complete, 1 failed, 3 incomplete)",
+               False, _status_extra),
 }

@@ -2,7 +2,7 @@
 
 The store spans the bounding box of the tile plan and is chunked one tile per chunk, so each tile
 writes exactly its own chunks (zarr's local store writes every chunk file atomically) and tiles
-never contend. ``xarray.open_zarr(path, decode_coords="all")`` gives the cube with ``time``,
+never contend. ``xarray.open_zarr(path, decode_coords="all")`` gives the cube (and the 7 gap layers) with ``time``,
 ``y``, ``x`` coordinates and a CF ``spatial_ref`` (CRS WKT and GDAL GeoTransform).
 """
 from __future__ import annotations
@@ -49,11 +49,10 @@ def create_cube(path: Path, grid: GridSpec, tiles: Sequence[Tile], times: pd.Dat
     spatial_ref = xr.DataArray(0, attrs={**crs.to_cf(), "crs_wkt": crs.to_wkt(),
                                          "GeoTransform": f"{c0 * res} {res} 0 {-r0 * res} 0 {-res}"})
     t = grid.tile_size
-    coords = {"time": times.tz_localize(None) if times.tz is not None else times, "y": y, "x": x,
-              "band": list(GAP_BANDS)}
+    coords = {"time": times.tz_localize(None) if times.tz is not None else times, "y": y, "x": x}
     ds = xr.Dataset(coords=coords, attrs=attrs)
     ds["spatial_ref"] = spatial_ref
-    encoding: dict[str, Any] = {"time": {"units": "days since 1970-01-01", "dtype": "int64"}}
+    encoding: dict[str, Any] = {"time": {"units": "seconds since 1970-01-01", "dtype": "int64"}}
     import dask.array as da
 
     for name in variables:
@@ -62,11 +61,11 @@ def create_cube(path: Path, grid: GridSpec, tiles: Sequence[Tile], times: pd.Dat
                                                  chunks=(len(times), t, t)))
         ds[name].attrs["grid_mapping"] = "spatial_ref"
         encoding[name] = {"chunks": (len(times), t, t), "compressors": [COMPRESSOR], "fill_value": FILL[dtype]}
-    ds["gaps"] = (("band", "y", "x"), da.full((len(GAP_BANDS), height, width), np.float32(np.nan),
-                                               dtype="float32", chunks=(len(GAP_BANDS), t, t)))
-    ds["gaps"].attrs.update(grid_mapping="spatial_ref", units="days")
-    encoding["gaps"] = {"chunks": (len(GAP_BANDS), t, t), "compressors": [COMPRESSOR], "fill_value": np.float32(np.nan)}
-    ds.to_zarr(path, mode="w", compute=False, encoding=encoding, consolidated=True, zarr_format=3)
+    for name in GAP_BANDS:  # job 1: one (y, x) layer per gap statistic
+        ds[name] = (("y", "x"), da.full((height, width), np.float32(np.nan), dtype="float32", chunks=(t, t)))
+        ds[name].attrs.update(grid_mapping="spatial_ref", units="count" if name == "clear_count" else "days")
+        encoding[name] = {"chunks": (t, t), "compressors": [COMPRESSOR], "fill_value": np.float32(np.nan)}
+    ds.to_zarr(path, mode="w", compute=False, encoding=encoding, consolidated=False, zarr_format=3)
 
 
 def _region(path: Path, tile: Tile) -> tuple[slice, slice]:
@@ -105,4 +104,4 @@ def digest(data: np.ndarray) -> str:
 
 
 def open_cube(path: Path) -> xr.Dataset:
-    return xr.open_zarr(path, decode_coords="all", consolidated=True)
+    return xr.open_zarr(path, decode_coords="all", consolidated=False)

@@ -14,6 +14,7 @@ from engine.context import RunContext
 from engine.io import atomic_path, atomic_write_json, sha256_file
 from engine.ledger import Ledger
 from engine.rundir import RunDir
+from engine.science.gaps import GAP_BANDS
 from engine.science.skill import SkillAccumulator
 from engine.sources.base import Source
 from engine.tile_index import tile_frame, write_tile_index
@@ -120,8 +121,8 @@ def write_outputs(ctx: RunContext, rd: RunDir, ledger: Ledger, stats: GlobalStat
         "images": {"optical": int(len(stats.images)), "paired": int(len(paired)), "sar": int(len(stats.sar)),
                    "splits": paired["split"].value_counts().to_dict(), "artificial_mask_donor": stats.donor_id},
         "products": {
-            "cube": {"path": "cube.zarr", "format": "zarr v3", "variables": ["filled", "mask", "prediction",
-                     "observation", "gaps"], "dims": ["time", "y", "x"]},
+            "cube": {"path": "cube.zarr", "format": "zarr v3", "time_variables": ["filled", "mask", "prediction",
+                     "observation"], "dims": ["time", "y", "x"], "gap_variables": list(GAP_BANDS)},
             "images": {"path": "images.csv", "sha256": sha256_file(rd.root / "images.csv")},
             "skill": {"path": "skill.csv", "sha256": sha256_file(rd.root / "skill.csv"), "targets": SKILL_TARGETS},
             "tile_index": {"path": "tiles.parquet", "also": "tiles.geojson"},

@@ -76,7 +76,7 @@ def train_tile(ctx: RunContext, tile: Tile, stats: GlobalStats, source: Source) 
     start_day = int((np.datetime64(p.START_DATE, "D") - np.datetime64("1970-01-01", "D")).astype(int))
     end_day = int((np.datetime64(p.END_DATE, "D") - np.datetime64("1970-01-01", "D")).astype(int))
     gaps = gap_statistics(opt.clear[:, core[0], core[1]], images["day"].to_numpy(), start_day, end_day)
-    gap_stack = np.stack([np.where(inside_core, gaps[b], np.nan) for b in GAP_BANDS]).astype(np.float32)
+    gap_layers = {b: np.where(inside_core, gaps[b], np.nan).astype(np.float32) for b in GAP_BANDS}
 
     # Job 2, steps 1-5 on the paired images.
     paired = images["paired"].to_numpy()
@@ -99,27 +99,28 @@ def train_tile(ctx: RunContext, tile: Tile, stats: GlobalStats, source: Source) 
     cov = sar_science.covariates(vv_c, vh_c, pimg["vv_mean"].to_numpy(np.float32), pimg["vh_mean"].to_numpy(np.float32))
 
     # Step 6: per-pixel robust regression on the core + 1 px margin, pixels inside the AOI only.
-    cov_m = cov[:, :, margin[0], margin[1]]
-    inside_m = inside_h[margin]
-    idx = np.flatnonzero(inside_m.ravel())
+    hh, hw = inside_h.shape
+    in_margin = np.zeros_like(inside_h)
+    in_margin[margin] = inside_h[margin]
+    idx = np.flatnonzero(in_margin.ravel())  # flat indices into the haloed window
     n_dates = len(days)
-    hm, wm = inside_m.shape
-    cov_px = np.ascontiguousarray(cov_m.reshape(8, n_dates, -1)[:, :, idx])
-    y_px = np.ascontiguousarray(ndvi[:, margin[0], margin[1]].reshape(n_dates, -1)[:, idx])
+    cov_px = np.ascontiguousarray(cov.reshape(8, n_dates, hh * hw)[:, :, idx])
+    del cov
+    y_px = np.ascontiguousarray(ndvi.reshape(n_dates, -1)[:, idx])
     is_train = np.isin(labels, TRAIN_LABELS)[:, None]
-    train = is_train & (mask[:, margin[0], margin[1]].reshape(n_dates, -1)[:, idx] == 0) & np.isfinite(y_px)
+    train = is_train & (mask.reshape(n_dates, -1)[:, idx] == 0) & np.isfinite(y_px)
     train &= np.isfinite(cov_px).all(axis=0)
     coef_px = robust_fit(cov_px, y_px, train)
-    coef = np.full((len(COEF_BANDS), hm * wm), np.nan, np.float32)
+    coef = np.full((len(COEF_BANDS), hh * hw), np.nan, np.float32)
     coef[:, idx] = coef_px
-    coef = coef.reshape(len(COEF_BANDS), hm, wm)
+    coef = coef.reshape(len(COEF_BANDS), hh, hw)
     model_path = rd.tile_dir(tile.id) / "model.tif"
-    model_sha = save_model(model_path, coef[:, 1:-1, 1:-1], tile)  # saved before it is used
+    model_sha = save_model(model_path, coef[:, core[0], core[1]], tile)  # saved before it is used
 
     # Step 7: predictions for every paired image (core + margin), kept for stage B.
-    pred = np.full((n_dates, hm * wm), np.nan, np.float32)
+    pred = np.full((n_dates, hh * hw), np.nan, np.float32)
     pred[:, idx] = predict(cov_px, coef_px)
-    pred = pred.reshape(n_dates, hm, wm)
+    pred = np.ascontiguousarray(pred.reshape(n_dates, hh, hw)[:, margin[0], margin[1]])
     work = rd.work_dir(tile.id)
     pred_path = work / "pred.npy"
     with atomic_path(pred_path) as tmp:
@@ -136,7 +137,7 @@ def train_tile(ctx: RunContext, tile: Tile, stats: GlobalStats, source: Source) 
             np.savez(fh, pred=pred[:, 1:-1, 1:-1][:, sel].T, obs=ndvi[:, core[0], core[1]][:, sel].T,
                      mask=mask[:, core[0], core[1]][:, sel].T, key=key)
 
-    cube_arrays = {"gaps": gap_stack}
+    cube_arrays = dict(gap_layers)
     if p.EXPORT_INPUT:
         cube_arrays["vv"] = np.where(inside_core, vv_c[:, core[0], core[1]], np.nan)
         cube_arrays["vh"] = np.where(inside_core, vh_c[:, core[0], core[1]], np.nan)

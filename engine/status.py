@@ -1,0 +1,65 @@
+"""``status RUN_DIR``: what a run has done, from its ledger (read-only; safe while a run is going)."""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.ledger import FINAL, Ledger
+from engine.rundir import RunDir
+
+EXIT_COMPLETE, EXIT_FAILED, EXIT_INCOMPLETE = 0, 1, 3
+TILE_STAGES = ("train", "finish")
+
+
+@dataclass
+class RunStatus:
+    run: dict
+    stage_counts: dict[str, Counter[str]]
+    tiles: list[dict]
+
+    @property
+    def state(self) -> str:
+        if any(t["status"] == "failed" for t in self.tiles):
+            return "failed"
+        if self.tiles and all(t["status"] in ("done", "empty", "split") for t in self.tiles):
+            return "complete"
+        return "incomplete"
+
+    @property
+    def exit_code(self) -> int:
+        return {"complete": EXIT_COMPLETE, "failed": EXIT_FAILED}.get(self.state, EXIT_INCOMPLETE)
+
+
+def read_status(path: Path) -> RunStatus:
+    rd = RunDir(path)
+    run = rd.read_run()
+    counts: dict[str, Counter[str]] = {}
+    tiles: dict[str, dict] = {}
+    if rd.ledger.exists():
+        with Ledger(rd.ledger) as ledger:
+            for rec in ledger.records():
+                counts.setdefault(rec.stage, Counter())[rec.status] += 1
+                if rec.stage not in TILE_STAGES:
+                    continue
+                t = tiles.setdefault(rec.tile_id, {"tile_id": rec.tile_id})
+                t[rec.stage] = rec.status
+                t[f"{rec.stage}_attempts"] = rec.attempts
+                if rec.message and rec.status == "failed":
+                    t["message"] = rec.message
+    for t in tiles.values():
+        train, finish = t.get("train"), t.get("finish")
+        if "failed" in (train, finish):
+            t["status"] = "failed"
+        elif train in ("empty", "split"):
+            t["status"] = train
+        elif finish in FINAL:
+            t["status"] = finish
+        elif "running" in (train, finish):
+            t["status"] = "running"
+        else:
+            t["status"] = "pending"
+    n_planned = run.get("plan", {}).get("tiles", len(tiles))
+    for i in range(max(0, n_planned - len(tiles))):
+        tiles[f"~pending-{i}"] = {"tile_id": "(not started)", "status": "pending"}
+    return RunStatus(run, counts, sorted(tiles.values(), key=lambda t: t["tile_id"]))
