@@ -136,12 +136,16 @@ PARCEL_SIZE = (450.0, 280.0)  # metres, along the rotated axes
 PARCEL_ANGLE = 0.3  # radians
 BARE_PARCEL_PROB = 0.05
 
-CLOUD_ALPHA = 0.32655573889347234  # low-discrepancy rotation of the daily cover sequence
 WET_SEASON_PEAK_DOY = 45  # day of year of the cloudiest, wettest season
-CLOUD_THICK = 0.30  # field units above the threshold: high-probability cloud
-CLOUD_DILATION = 0.12  # field units below the threshold: Landsat dilated-cloud ring
-CLOUD_FRINGE = 0.20  # field units below the threshold: unflagged thin-cloud contamination
-SHADOW_MARGIN = 0.05
+# margins in standard deviations of the cloud field
+CLOUD_THICK = 0.58  # above the threshold: high-probability cloud (SCL 9), else medium (SCL 8)
+CLOUD_DILATION = 0.23  # below the threshold: Landsat dilated-cloud ring
+CLOUD_FRINGE = 0.38  # below the threshold: unflagged thin-cloud contamination
+SHADOW_MARGIN = 0.10  # a shadow needs the casting cloud this far above the threshold
+# fair-weather cumulus days: small cells, AOI cloud fraction close to its large-area value
+NOISE_CUMULUS = ((160.0, 70.0), (1.0, 0.45))
+CUMULUS_EXTRA_PROB = 0.03  # besides every day on both the S2 and L8 calendars (every 80 days)
+CUMULUS_COVER = {"S2": 0.322, "L8": 0.2785, "L9": 0.2785}  # tuned: cloud+shadow(+dilation) ~ 52.5 %
 SHADOW_OFFSET = (540.0, 720.0)  # metres: a pixel is shadowed by the cloud at (x + dx, y + dy)
 CIRRUS_DATE_PROB = 0.25
 CIRRUS_MAX_COVER = 0.6
@@ -150,6 +154,9 @@ OPT_SWATH_PERIOD_KM, OPT_NODATA_FRACTION, OPT_SWATH_ANGLE = 70.0, 0.08, 0.20
 SAR_SWATH_PERIOD_KM, SAR_NODATA_FRACTION, SAR_SWATH_ANGLE = 160.0, 0.05, -0.17
 SAR_BORDER_NOISE_KM = 1.0
 SAR_ENL = 4.4
+SAR_VH = (-25.5, 9.5, 1.5)  # dB: intercept, per unit NDVI (volume scattering), per unit wetness
+SAR_VV = (-16.5, 6.5, 3.5)
+SAR_WATER = ((-23.0, 8.0), (-29.0, 4.0))  # (VV, VH): calm-water dB, per unit wind roughness
 SATURATION_PROB = 2e-5  # per S2 pixel and date: SCL 1
 
 # =============================================================================================
@@ -260,15 +267,16 @@ def _value_noise(out, key, xm, ym, scales, weights):
             kj = _h1(okey, iy0 + j)
             for i in range(tw):
                 tab[j, i] = 2.0 * _uniform(_h1(kj, ix0 + i)) - 1.0
+        line = np.empty(tw)
         for j in range(ny):
             jj = iy[j] - iy0
             wy = fy[j]
+            for i in range(tw):  # interpolate the lattice along y first, then along x
+                line[i] = tab[jj, i] + wy * (tab[jj + 1, i] - tab[jj, i])
             for i in range(nx):
                 ii = ix[i] - ix0
-                wx = fx[i]
-                a = tab[jj, ii] + wx * (tab[jj, ii + 1] - tab[jj, ii])
-                b = tab[jj + 1, ii] + wx * (tab[jj + 1, ii + 1] - tab[jj + 1, ii])
-                out[j, i] += w * (a + wy * (b - a))
+                a = line[ii]
+                out[j, i] += w * (a + fx[i] * (line[ii + 1] - a))
 
 
 # --- quantile tables of the noise fields (tiling-independent constants, computed once) ------
@@ -276,6 +284,14 @@ def _value_noise(out, key, xm, ym, scales, weights):
 _CDF_LEVELS = np.linspace(0.0, 1.0, 2001)
 _CDF_CACHE: dict[tuple, np.ndarray] = {}
 _CDF_LOCK = threading.Lock()
+
+
+def _noise_sigma(config) -> float:
+    """Robust standard deviation of a value-noise configuration (from its quantiles)."""
+    q = _noise_quantiles(config)
+    i = int(np.searchsorted(_CDF_LEVELS, 0.9))
+    j = int(np.searchsorted(_CDF_LEVELS, 0.1))
+    return float((q[i] - q[j]) / (2.0 * 1.2815515655446004))
 
 
 def _noise_quantiles(config: tuple[tuple[float, ...], tuple[float, ...]]) -> np.ndarray:
@@ -419,31 +435,40 @@ def _static_kernel(p, yearkey, lu, agu, soilu, tex, smu, pixkey, parcel_key, reg
 
 
 @njit(cache=True)
-def _ndvi_true(p, yearkey, state, r, c, day):
-    """True NDVI of pixel (r, c) on ``day``; ``state`` caches the season-year draws per pixel."""
-    center = p[P_CENTER, r, c]
-    k = np.floor((day - center) / 365.25 + 0.5)
-    if state[0, r, c] != k:
-        hy = _h1(yearkey[r, c], np.int64(k))
-        uj = _uniform(_mix(hy ^ np.uint64(11)))
-        ua = _uniform(_mix(hy ^ np.uint64(12)))
-        uf = _uniform(_mix(hy ^ np.uint64(13)))
-        amp = p[P_AMP, r, c] * (1.0 + p[P_JA, r, c] * (2.0 * ua - 1.0))
-        if uf < p[P_FALLOW, r, c]:
-            amp *= 0.15
-        state[0, r, c] = k
-        state[1, r, c] = center + k * 365.25 + p[P_JT, r, c] * (2.0 * uj - 1.0)
-        state[2, r, c] = amp
-    # double logistic: 1/(1+exp(-(d+h)/s)) - 1/(1+exp(-(d-h)/s)) with E = exp(h/s) precomputed
-    e = np.exp(-(day - state[1, r, c]) / p[P_RAMP, r, c])
-    big = p[P_E, r, c]
+def _season(yk, k, center, amp0, ja, fallow, jt):
+    """Season-year ``k`` draws of a pixel: (season centre day, amplitude)."""
+    hy = _h1(yk, np.int64(k))
+    uj = _uniform(_mix(hy ^ np.uint64(11)))
+    ua = _uniform(_mix(hy ^ np.uint64(12)))
+    uf = _uniform(_mix(hy ^ np.uint64(13)))
+    amp = amp0 * (1.0 + ja * (2.0 * ua - 1.0))
+    if uf < fallow:
+        amp *= 0.15
+    return center + k * 365.25 + jt * (2.0 * uj - 1.0), amp
+
+
+@njit(cache=True)
+def _ndvi_core(day, ck, ak, ramp, big, base, tex):
+    """Double logistic 1/(1+exp(-(d+h)/s)) - 1/(1+exp(-(d-h)/s)) with big = exp(h/s)."""
+    e = np.exp(-(day - ck) / ramp)
     g = 1.0 / (1.0 + e / big) - 1.0 / (1.0 + e * big)
-    v = p[P_BASE, r, c] + state[2, r, c] * g + p[P_TEX, r, c]
+    v = base + ak * g + tex
     if v < -0.6:
         v = -0.6
     elif v > 0.93:
         v = 0.93
     return v
+
+
+# The per-pixel NDVI, inlined by hand into each kernel (numba helpers taking arrays cost an
+# atomic reference count per call). ``st`` caches the season-year draws of each pixel.
+#
+#     center = p[P_CENTER, r, c]
+#     k = np.floor((day - center) / 365.25 + 0.5)
+#     if st[0, r, c] != k:
+#         ck, ak = _season(yearkey[r, c], k, center, p[P_AMP, r, c], p[P_JA, r, c], p[P_FALLOW, r, c], p[P_JT, r, c])
+#         st[0, r, c] = k; st[1, r, c] = ck; st[2, r, c] = ak
+#     nd = _ndvi_core(day, st[1, r, c], st[2, r, c], p[P_RAMP, r, c], p[P_E, r, c], p[P_BASE, r, c], p[P_TEX, r, c])
 
 
 def _new_state(ny: int, nx: int) -> np.ndarray:
@@ -459,28 +484,36 @@ def _truth_kernel(out, p, yearkey, state, days):
         day = np.float64(days[t])
         for r in range(ny):
             for c in range(nx):
-                out[t, r, c] = _ndvi_true(p, yearkey, state, r, c, day)
+                center = p[P_CENTER, r, c]
+                k = np.floor((day - center) / 365.25 + 0.5)
+                if state[0, r, c] != k:
+                    ck, ak = _season(yearkey[r, c], k, center, p[P_AMP, r, c], p[P_JA, r, c], p[P_FALLOW, r, c], p[P_JT, r, c])
+                    state[0, r, c] = k
+                    state[1, r, c] = ck
+                    state[2, r, c] = ak
+                nd = _ndvi_core(day, state[1, r, c], state[2, r, c], p[P_RAMP, r, c], p[P_E, r, c], p[P_BASE, r, c], p[P_TEX, r, c])
+                out[t, r, c] = nd
 
 
 @njit(cache=True)
-def _surface(p, r, c, nd):
-    if p[P_CLS, r, c] == WATER:
-        red = 0.03 + 0.02 * (p[P_SOIL, r, c] - 0.09)
+def _surface(cls, soil, vegred, nd):
+    if cls == WATER:
+        red = 0.03 + 0.02 * (soil - 0.09)
     else:
         fc = (nd - 0.08) / 0.8
         if fc < 0.0:
             fc = 0.0
         elif fc > 1.0:
             fc = 1.0
-        red = (1.0 - fc) * p[P_SOIL, r, c] + fc * p[P_VEGRED, r, c]
+        red = (1.0 - fc) * soil + fc * vegred
     nir = red * (1.0 + nd) / (1.0 - nd)
     return red, nir
 
 
 @njit(cache=True)
 def _optical_kernel(red_out, nir_out, qa_out, p, yearkey, state, pixkey, days, qcode, date_keys,
-                    cloud_keys, tau, cirrus_keys, tau_ci, nd_phase, xm, ym, xs, ys,
-                    cs, cw, ks, kw):
+                    cloud_keys, tau, sigma, cumulus, cirrus_keys, tau_ci, nd_phase, xm, ym, xs, ys,
+                    cs, cw, us, uw, ks, kw):
     nt, ny, nx = red_out.shape
     zc = np.empty((ny, nx))
     zs = np.empty((ny, nx))
@@ -489,14 +522,23 @@ def _optical_kernel(red_out, nir_out, qa_out, p, yearkey, state, pixkey, days, q
         day = np.float64(days[t])
         th = tau[t]
         thi = tau_ci[t]
+        sg = sigma[t]
+        m_thick = CLOUD_THICK * sg
+        m_dil = CLOUD_DILATION * sg
+        m_fringe = CLOUD_FRINGE * sg
+        m_shadow = SHADOW_MARGIN * sg
         zc[:] = 0.0
         zs[:] = 0.0
         zi[:] = 0.0
+        if cumulus[t]:
+            fs, fw = us, uw
+        else:
+            fs, fw = cs, cw
         if np.isfinite(th):
-            _value_noise(zc, cloud_keys[t], xm, ym, cs, cw)
-            _value_noise(zs, cloud_keys[t], xs, ys, cs, cw)
+            _value_noise(zc, cloud_keys[t], xm, ym, fs, fw)
+            _value_noise(zs, cloud_keys[t], xs, ys, fs, fw)
         elif th < 0:  # overcast: thickness still varies
-            _value_noise(zc, cloud_keys[t], xm, ym, cs, cw)
+            _value_noise(zc, cloud_keys[t], xm, ym, fs, fw)
         if np.isfinite(thi):
             _value_noise(zi, cirrus_keys[t], xm, ym, ks, kw)
         dk = date_keys[t]
@@ -511,28 +553,35 @@ def _optical_kernel(red_out, nir_out, qa_out, p, yearkey, state, pixkey, days, q
                     nir_out[t, r, c] = np.nan
                     qa_out[t, r, c] = 0 if mode == _M_S2 else 1
                     continue
-                nd = _ndvi_true(p, yearkey, state, r, c, day)
-                red, nir = _surface(p, r, c, nd)
+                center = p[P_CENTER, r, c]
+                k = np.floor((day - center) / 365.25 + 0.5)
+                if state[0, r, c] != k:
+                    ck, ak = _season(yearkey[r, c], k, center, p[P_AMP, r, c], p[P_JA, r, c], p[P_FALLOW, r, c], p[P_JT, r, c])
+                    state[0, r, c] = k
+                    state[1, r, c] = ck
+                    state[2, r, c] = ak
+                nd = _ndvi_core(day, state[1, r, c], state[2, r, c], p[P_RAMP, r, c], p[P_E, r, c], p[P_BASE, r, c], p[P_TEX, r, c])
+                red, nir = _surface(p[P_CLS, r, c], p[P_SOIL, r, c], p[P_VEGRED, r, c], nd)
                 h = _mix(pixkey[r, c] ^ dk)
                 n1, n2 = _tri_pair(h)
                 red = red * (1.0 + 0.02 * n1) + 0.002 * n1
                 nir = nir * (1.0 + 0.02 * n2) + 0.002 * n2
                 z = zc[r, c]
                 cloud = z > th
-                thick = z > th + CLOUD_THICK
+                thick = z > th + m_thick
                 if cloud:
-                    a = 0.55 + (z - th) / 0.6
+                    a = 0.55 + (z - th) / (1.15 * sg)
                     if a > 1.0:
                         a = 1.0
-                    cr = 0.30 + 0.08 * (z - th)
+                    cr = 0.30 + 0.04 * (z - th) / sg
                     red = (1.0 - a) * red + a * cr
                     nir = (1.0 - a) * nir + a * cr * 1.06
-                elif z > th - CLOUD_FRINGE:
-                    a = 0.2 * (1.0 - (th - z) / CLOUD_FRINGE)
+                elif z > th - m_fringe:
+                    a = 0.2 * (1.0 - (th - z) / m_fringe)
                     red = (1.0 - a) * red + a * 0.30
                     nir = (1.0 - a) * nir + a * 0.318
-                dilated = (not cloud) and z > th - CLOUD_DILATION
-                shadow = (not cloud) and zs[r, c] > th + SHADOW_MARGIN
+                dilated = (not cloud) and z > th - m_dil
+                shadow = (not cloud) and zs[r, c] > th + m_shadow
                 if shadow:
                     red *= 0.45
                     nir *= 0.33
@@ -635,37 +684,47 @@ def _sar_kernel(vv_out, vh_out, p, yearkey, state, pixkey, days, date_keys, sm, 
                     vv_out[t, r, c] = -40.0 - 8.0 * u
                     vh_out[t, r, c] = -42.0 - 8.0 * u
                     continue
-                nd = _ndvi_true(p, yearkey, state, r, c, day)
+                center = p[P_CENTER, r, c]
+                k = np.floor((day - center) / 365.25 + 0.5)
+                if state[0, r, c] != k:
+                    ck, ak = _season(yearkey[r, c], k, center, p[P_AMP, r, c], p[P_JA, r, c], p[P_FALLOW, r, c], p[P_JT, r, c])
+                    state[0, r, c] = k
+                    state[1, r, c] = ck
+                    state[2, r, c] = ak
+                nd = _ndvi_core(day, state[1, r, c], state[2, r, c], p[P_RAMP, r, c], p[P_E, r, c], p[P_BASE, r, c], p[P_TEX, r, c])
                 if p[P_CLS, r, c] == WATER:
-                    vv = -23.0 + 8.0 * wt
-                    vh = -29.0 + 4.0 * wt
+                    vv = SAR_WATER[0][0] + SAR_WATER[0][1] * wt
+                    vh = SAR_WATER[1][0] + SAR_WATER[1][1] * wt
                 else:
                     fc = (nd - 0.1) / 0.75
                     if fc < 0.0:
                         fc = 0.0
                     elif fc > 1.0:
                         fc = 1.0
-                    wet = (smt * p[P_SMMOD, r, c] - 0.3) * (1.0 - 0.7 * fc)
-                    vh = -25.5 + 9.5 * nd + p[P_VHOFF, r, c] + 1.5 * wet
-                    vv = -16.0 + 4.5 * nd + p[P_VVOFF, r, c] + 5.0 * wet
+                    wet = (smt * p[P_SMMOD, r, c] - 0.3) * (1.0 - 0.6 * fc)
+                    vh = SAR_VH[0] + SAR_VH[1] * nd + p[P_VHOFF, r, c] + SAR_VH[2] * wet
+                    vv = SAR_VV[0] + SAR_VV[1] * nd + p[P_VVOFF, r, c] + SAR_VV[2] * wet
                 # multiplicative gamma speckle (table in dB), then additive thermal noise
                 vv += spk[np.int64(h & _LOW16)]
                 vh += spk[np.int64((h >> _S16) & _LOW16)]
                 nesz = p[P_NESZ, r, c]
-                vv_out[t, r, c] = vv + _thermal(nesz - vv, thermal)
-                vh_out[t, r, c] = vh + _thermal(nesz - vh, thermal)
-
-
-@njit(cache=True)
-def _thermal(x, table):
-    if x <= _THERMAL_X0:
-        return 0.0
-    f = (x - _THERMAL_X0) / _THERMAL_DX
-    if f >= _THERMAL_N:
-        return table[_THERMAL_N] + (x - (_THERMAL_X0 + _THERMAL_DX * _THERMAL_N))
-    i = np.int64(f)
-    w = f - i
-    return table[i] + w * (table[i + 1] - table[i])
+                for pol in range(2):
+                    sig = vv if pol == 0 else vh
+                    x = nesz - sig
+                    if x <= _THERMAL_X0:
+                        add = 0.0
+                    else:
+                        f = (x - _THERMAL_X0) / _THERMAL_DX
+                        if f >= _THERMAL_N:
+                            add = thermal[_THERMAL_N] + (x - (_THERMAL_X0 + _THERMAL_DX * _THERMAL_N))
+                        else:
+                            i = np.int64(f)
+                            w = f - i
+                            add = thermal[i] + w * (thermal[i + 1] - thermal[i])
+                    if pol == 0:
+                        vv_out[t, r, c] = sig + add
+                    else:
+                        vh_out[t, r, c] = sig + add
 
 
 # =============================================================================================
@@ -675,7 +734,7 @@ def _thermal(x, table):
 _STREAMS = {name: i + 1 for i, name in enumerate((
     "pixel", "parcel", "region", "landscape", "agbias", "soil", "texture", "smmod", "cloud", "cirrus",
     "cover", "cirrus_cover", "opt_noise_S2", "opt_noise_L8", "opt_noise_L9", "sar_noise", "swath_S2",
-    "swath_L8", "swath_L9", "swath_S1", "rain", "wind",
+    "swath_L8", "swath_L9", "swath_S1", "rain", "wind", "cumulus",
 ))}
 
 
@@ -750,10 +809,20 @@ class SyntheticSource:
         doy = (days - 0.0) % 365.25
         return 0.5 + 0.5 * np.cos(2.0 * np.pi * (doy - (WET_SEASON_PEAK_DOY - 1)) / 365.25)
 
-    def cloud_cover(self, days: Any) -> np.ndarray:
-        """Nominal cloud cover (expected cloud fraction over a large area) of each day, 0..1."""
+    def is_cumulus(self, days: Any) -> np.ndarray:
+        """Fair-weather cumulus days: every day on both the S2 and the L8 calendar, plus a few."""
         days = np.asarray(days, dtype=np.int64)
-        u = (self._u0 + days.astype(np.float64) * CLOUD_ALPHA) % 1.0
+        both = ((days - S2_ANCHOR) % 5 == 0) & ((days - L8_START) % 16 == 0)
+        return both | (self._day_uniform("cumulus", days) < CUMULUS_EXTRA_PROB)
+
+    def cloud_cover(self, days: Any, mission: str = "S2") -> np.ndarray:
+        """Nominal cloud cover (expected cloud fraction over a large area) of each day, 0..1.
+
+        Ordinary days draw it from a seasonal mixture of clear, broken and overcast skies;
+        cumulus days have the mission's ``CUMULUS_COVER``.
+        """
+        days = np.asarray(days, dtype=np.int64)
+        u = self._day_uniform("cover", days)
         w = self.wetness(days)
         p_clear = 0.32 - 0.20 * w
         p_over = 0.06 + 0.20 * w
@@ -762,13 +831,13 @@ class SyntheticSource:
         c = 0.02 + 0.95 * mid**gamma
         c = np.where(u < p_clear, 0.02 * u / p_clear, c)
         c = np.where(u > 1.0 - p_over, 0.97 + 0.03 * (u - (1.0 - p_over)) / p_over, c)
-        return c
+        return np.where(self.is_cumulus(days), CUMULUS_COVER.get(mission, CUMULUS_COVER["S2"]), c)
 
     def cirrus_cover(self, days: Any) -> np.ndarray:
         days = np.asarray(days, dtype=np.int64)
         u = self._day_uniform("cirrus_cover", days)
         v = (u / CIRRUS_DATE_PROB) * CIRRUS_MAX_COVER
-        return np.where(u < CIRRUS_DATE_PROB, v, 0.0)
+        return np.where((u < CIRRUS_DATE_PROB) & ~self.is_cumulus(days), v, 0.0)
 
     def soil_moisture(self, days: Any) -> np.ndarray:
         """Regional surface soil moisture index 0..1 from rain on overcast days (30-day memory)."""
@@ -776,7 +845,7 @@ class SyntheticSource:
         lags = np.arange(30)
         past = days[:, None] - lags[None, :]
         flat = past.ravel()
-        cover = self.cloud_cover(flat)
+        cover = np.where(self.is_cumulus(flat), 0.0, self.cloud_cover(flat))
         rain = np.clip((cover - 0.75) / 0.25, 0.0, None) * (0.3 + self._day_uniform("rain", flat))
         rain = rain.reshape(past.shape)
         wet = (rain * np.exp(-lags / 6.0)[None, :]).sum(axis=1)
@@ -872,15 +941,22 @@ class SyntheticSource:
                 sel = np.asarray([mm == m for mm in missions])
                 date_keys[sel] = self._date_keys(f"opt_noise_{m}", days[sel], crs_key)
                 phase[sel] = self._day_uniform(f"swath_{m}", days[sel])
-            tau = _threshold(self.cloud_cover(days), NOISE_CLOUD)
+            cumulus = self.is_cumulus(days)
+            cover = np.empty(nt)
+            for m in set(missions):
+                sel = np.asarray([mm == m for mm in missions])
+                cover[sel] = self.cloud_cover(days[sel], m)
+            tau = np.where(cumulus, _threshold(cover, NOISE_CUMULUS), _threshold(cover, NOISE_CLOUD))
+            sigma = np.where(cumulus, _noise_sigma(NOISE_CUMULUS), _noise_sigma(NOISE_CLOUD))
             tau_ci = _threshold(self.cirrus_cover(days), NOISE_CIRRUS)
             cloud_keys = self._date_keys("cloud", days, crs_key)
             cirrus_keys = self._date_keys("cirrus", days, crs_key)
             xsh = xm + SHADOW_OFFSET[0]
             ysh = ym + SHADOW_OFFSET[1]
             _optical_kernel(red, nir, qa, p, yearkey, _new_state(ny, nx), pixkey, days, qcode, date_keys,
-                            cloud_keys, tau, cirrus_keys, tau_ci, phase, xm, ym, xsh, ysh,
+                            cloud_keys, tau, sigma, cumulus, cirrus_keys, tau_ci, phase, xm, ym, xsh, ysh,
                             np.asarray(NOISE_CLOUD[0]), np.asarray(NOISE_CLOUD[1]),
+                            np.asarray(NOISE_CUMULUS[0]), np.asarray(NOISE_CUMULUS[1]),
                             np.asarray(NOISE_CIRRUS[0]), np.asarray(NOISE_CIRRUS[1]))
         coords = self._coords(self._times(missions, days), xs, ys, geobox)
         ds = xr.Dataset(

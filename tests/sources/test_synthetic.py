@@ -1,0 +1,337 @@
+"""The synthetic source: tiling independence, determinism, calendars, clouds, SAR physics, QA codes."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from pyproj import Transformer
+
+from engine.errors import ConfigError, SourceError
+from engine.sources import Source, get_source
+from engine.sources.base import make_id, parse_id, to_day
+from engine.sources.synthetic import (
+    QA_PIXEL,
+    WATER,
+    SyntheticSource,
+    acquisition_days,
+)
+from tiling.grid import GridSpec
+
+GRID10 = GridSpec(32755, 10.0, 512, 11)
+GRID30 = GridSpec(32755, 30.0, 512, 11)
+COL, ROW = 19000, -820000  # near North Qld, 10 m grid
+SITES = Path(__file__).resolve().parents[2] / "AOI" / "sites.geojson"
+
+
+@pytest.fixture(scope="module")
+def src() -> SyntheticSource:
+    return SyntheticSource(seed=0)
+
+
+def bits(a: np.ndarray) -> np.ndarray:
+    """Raw bit patterns, so NaNs compare equal and -0.0 != 0.0."""
+    return a.view(np.uint32) if a.dtype == np.float32 else a
+
+
+def s2_flags(q):
+    return (q != 0) & (q != 1), (q == 3) | (q >= 7)  # valid, cloudy
+
+
+def l8_flags(q):
+    return (q & 1) == 0, (q & 0b11110) != 0
+
+
+# ---------------------------------------------------------------------------------------------
+# factory and protocol
+
+
+def test_factory_and_protocol(src):
+    s = get_source("synthetic", seed=3)
+    assert isinstance(s, SyntheticSource) and s.seed == 3
+    assert isinstance(s, Source)
+    assert s.synthetic is True and s.name == "synthetic"
+    with pytest.raises(ConfigError, match="synthetic, stac"):
+        get_source("sentinelhub")
+    with pytest.raises(SourceError):
+        get_source("synthetic", bogus=1)
+    with pytest.raises(SourceError, match="no optical mission"):
+        SyntheticSource(missions=["S2"]).optical_catalog(GRID10.geobox(0, 0, 4, 4), "L8", "2021-01-01", "2021-02-01")
+    with pytest.raises(SourceError, match="not an image id"):
+        src.read_optical(GRID10.geobox(0, 0, 4, 4), ["S2-20210101"])
+    assert parse_id(make_id("S2", to_day("2021-03-04"))) == ("S2", to_day("2021-03-04"))
+
+
+# ---------------------------------------------------------------------------------------------
+# tiling independence
+
+
+def _ids(src, gb):
+    opt = list(src.optical_catalog(gb, "S2", "2021-01-01", "2021-04-01")["id"])[:10]
+    opt += list(src.optical_catalog(gb, "L8", "2021-01-01", "2021-03-01")["id"])[:2]
+    sar = list(src.sar_catalog(gb, "2021-01-01", "2021-03-01")["id"])[:6]
+    return opt, sar
+
+
+def _read_all(src, gb, opt, sar):
+    o = src.read_optical(gb, opt)
+    s = src.read_sar(gb, sar)
+    t = src.read_truth_ndvi(gb, opt)
+    return {"red": o.red.values, "nir": o.nir.values, "qa": o.qa.values, "vv": s.vv.values,
+            "vh": s.vh.values, "truth": t.values}
+
+
+@pytest.mark.parametrize("grid", [GRID10, GRID30], ids=["10m", "30m"])
+def test_tiling_independence(grid):
+    big_w = 96
+    gb = grid.geobox(COL, ROW, big_w, big_w)
+    src = SyntheticSource(seed=5)
+    opt, sar = _ids(src, gb)
+    big = _read_all(SyntheticSource(seed=5), gb, opt, sar)
+    assert np.isfinite(big["red"]).any() and (big["qa"] > 0).any()
+    h = big_w // 2
+    # four quadrants
+    for dc, dr in ((0, 0), (h, 0), (0, h), (h, h)):
+        part = _read_all(SyntheticSource(seed=5), grid.geobox(COL + dc, ROW + dr, h, h), opt, sar)
+        for k, v in part.items():
+            np.testing.assert_array_equal(bits(v), bits(big[k][:, dr:dr + h, dc:dc + h]), err_msg=k)
+    # a halo window around the NE quadrant (extends outside the big window)
+    halo = 11
+    part = _read_all(src, grid.geobox(COL + h - halo, ROW - halo, h + 2 * halo, h + 2 * halo), opt, sar)
+    for k, v in part.items():
+        np.testing.assert_array_equal(bits(v[:, halo:halo + h, halo:halo + h]), bits(big[k][:, :h, h:]), err_msg=k)
+    # the step-k statistics lattice: coarse cells centred on grid pixels
+    for step in (3, 5):
+        n = big_w // step
+        part = _read_all(src, grid.geobox(COL, ROW, n, n, step=step), opt, sar)
+        mid = step // 2
+        for k, v in part.items():
+            np.testing.assert_array_equal(bits(v), bits(big[k][:, mid::step, mid::step][:, :n, :n]), err_msg=f"{k} step {step}")
+
+
+def test_reads_order_and_coords(src):
+    gb = GRID10.geobox(COL, ROW, 8, 6)
+    opt, sar = _ids(src, gb)
+    ds = src.read_optical(gb, opt[::-1])
+    fwd = src.read_optical(gb, opt)
+    np.testing.assert_array_equal(bits(ds.red.values[::-1]), bits(fwd.red.values))
+    assert ds.red.dtype == np.float32 and ds.qa.dtype == np.uint16 and ds.red.dims == ("time", "y", "x")
+    assert ds.time.dtype == np.dtype("datetime64[ns]")
+    np.testing.assert_array_equal(ds.x.values, gb.coords["x"].values)
+    np.testing.assert_array_equal(ds.y.values, gb.coords["y"].values)
+    assert ds.attrs["crs"] == "EPSG:32755"
+    s = src.read_sar(gb, sar)
+    assert s.vv.dtype == np.float32 and set(s.data_vars) == {"vv", "vh"}
+    t = src.read_truth_ndvi(gb, opt)
+    assert t.dims == ("time", "y", "x") and t.dtype == np.float32
+    assert list(src.read_optical(gb, []).red.shape) == [0, 6, 8]
+
+
+# ---------------------------------------------------------------------------------------------
+# determinism and seeds
+
+
+def test_determinism_and_seed_dependence():
+    gb = GRID10.geobox(COL + 300, ROW + 200, 40, 40)
+    a, b, c = SyntheticSource(0), SyntheticSource(0), SyntheticSource(1)
+    opt, sar = _ids(a, gb)
+    ra, rb = _read_all(a, gb, opt, sar), _read_all(b, gb, opt, sar)
+    ra2 = _read_all(a, gb, opt, sar)  # cached static fields
+    rc = _read_all(c, gb, opt, sar)
+    for k in ra:
+        np.testing.assert_array_equal(bits(ra[k]), bits(rb[k]))
+        np.testing.assert_array_equal(bits(ra[k]), bits(ra2[k]))
+        assert not np.array_equal(bits(ra[k]), bits(rc[k])), k
+    # the CRS is part of the key: same numbers in another zone give another world
+    other = GridSpec(32754, 10.0, 512).geobox(COL + 300, ROW + 200, 40, 40)
+    assert not np.array_equal(a.read_truth_ndvi(other, opt[:2]).values, ra["truth"][:2])
+
+
+# ---------------------------------------------------------------------------------------------
+# calendars
+
+
+def test_calendar_spacing(src):
+    gb = GRID10.geobox(COL, ROW, 4, 4)
+    s2 = src.optical_catalog(gb, "S2", "2018-01-01", "2023-01-01")
+    l8 = src.optical_catalog(gb, "L8", "2018-01-01", "2023-01-01")
+    s1 = src.sar_catalog(gb, "2018-01-01", "2024-01-01")
+    gaps = lambda cat: np.diff(cat["time"].values.astype("datetime64[D]").astype(np.int64))  # noqa: E731
+    assert set(gaps(s2)) == {5}
+    assert set(gaps(l8)) == {16}
+    assert set(gaps(s1)) <= {6, 12} and {6, 12} <= set(gaps(s1))
+    assert set(gaps(src.optical_catalog(gb, "S2", "2016-01-01", "2017-01-01"))) == {10}  # S2A only
+    for cat, m in ((s2, "S2"), (l8, "L8"), (s1, "S1")):
+        assert list(cat.columns) == ["id", "time"]
+        assert cat["time"].dtype == np.dtype("datetime64[ns]")
+        days = cat["time"].values.astype("datetime64[D]")
+        assert [f"{m}_{str(d).replace('-', '')}" for d in days] == list(cat["id"])  # id = UTC day
+        assert cat["id"].is_unique
+
+
+def test_catalogs_agree_on_overlap_and_windows(src):
+    gb = GRID10.geobox(COL, ROW, 4, 4)
+    far = GRID30.geobox(-5000, -300000, 4, 4)
+    for m in ("S2", "L8", "L9"):
+        a = src.optical_catalog(gb, m, "2021-01-01", "2022-07-01")
+        b = src.optical_catalog(gb, m, "2021-09-13", "2023-01-01")
+        both = a.merge(b, on="id", suffixes=("_a", "_b"))
+        assert len(both) > 5 and (both.time_a == both.time_b).all()
+        lo, hi = pd.Timestamp("2021-09-13"), pd.Timestamp("2022-07-01")
+        assert set(a.id[a.time >= lo]) == set(b.id[b.time < hi])
+        pd.testing.assert_frame_equal(a, src.optical_catalog(far, m, "2021-01-01", "2022-07-01"))
+    c = src.sar_catalog(gb, "2021-01-01", "2021-02-01")
+    assert len(c) >= 3 and c.equals(src.sar_catalog(far, pd.Timestamp("2021-01-01"), np.datetime64("2021-02-01")))
+    assert len(src.sar_catalog(gb, "2021-02-01", "2021-01-01")) == 0
+    assert len(acquisition_days("L9", to_day("2021-01-01"), to_day("2021-10-01"))) == 0
+
+
+# ---------------------------------------------------------------------------------------------
+# clouds
+
+
+def _cloud_pct(src, gb, mission, start, end):
+    cat = src.optical_catalog(gb, mission, start, end)
+    ds = src.read_optical(gb, list(cat["id"]))
+    valid, cloudy = (s2_flags if mission == "S2" else l8_flags)(ds.qa.values)
+    n = valid.sum(axis=(1, 2))
+    pct = np.where(n > 100, 100.0 * (cloudy & valid).sum(axis=(1, 2)) / np.maximum(n, 1), np.nan)
+    return cat, pct
+
+
+def test_cloud_cover_seasonal_and_spread(src):
+    gb = GRID10.geobox(COL, ROW, 91, 91, step=11)  # ~10 km at the 110 m statistics lattice
+    cat, pct = _cloud_pct(src, gb, "S2", "2019-01-01", "2022-01-01")
+    ok = np.isfinite(pct)
+    assert ok.mean() > 0.8
+    assert np.nanmin(pct) < 1 and np.nanmax(pct) > 99
+    assert (ok & (pct > 20) & (pct < 80)).sum() > 0.15 * ok.sum()  # not just clear / overcast
+    month = cat["time"].dt.month.values
+    wet = ok & np.isin(month, [1, 2, 3])
+    dry = ok & np.isin(month, [7, 8, 9])
+    assert np.nanmean(pct[wet]) > np.nanmean(pct[dry]) + 15
+
+
+def _site_geobox(name: str, res: float, step: int):
+    feats = json.loads(SITES.read_text())["features"]
+    f = next(f for f in feats if f["properties"]["name"] == name)
+    xy = np.asarray(f["geometry"]["coordinates"][0])
+    lon, lat = xy[:, 0].mean(), xy[:, 1].mean()
+    epsg = (32700 if lat < 0 else 32600) + int((lon + 180) // 6) + 1
+    x, y = Transformer.from_crs(4326, epsg, always_xy=True).transform(xy[:, 0], xy[:, 1])
+    c0, c1 = int(np.floor(x.min() / res)), int(np.ceil(x.max() / res))
+    r0, r1 = int(np.floor(-y.max() / res)), int(np.ceil(-y.min() / res))
+    grid = GridSpec(epsg, res, 512)
+    return grid.geobox(c0, r0, -(-(c1 - c0) // step), -(-(r1 - r0) // step), step=step)
+
+
+@pytest.mark.parametrize("site", ["North Qld", "East Gippsland Vic", "Wheatbelt WA"])
+def test_site_aoi_has_a_50_55_percent_image(site):
+    src = SyntheticSource(0)
+    _, pct = _cloud_pct(src, _site_geobox(site, 10.0, 11), "S2", "2021-01-01", "2022-01-01")
+    assert ((pct >= 50) & (pct <= 55)).any(), np.round(pct)
+    _, pct = _cloud_pct(src, _site_geobox(site, 30.0, 3), "L8", "2021-01-01", "2023-01-01")
+    assert ((pct >= 50) & (pct <= 55)).any(), np.round(pct)
+
+
+# ---------------------------------------------------------------------------------------------
+# physics
+
+
+def test_reflectance_consistent_with_truth_on_clear_pixels(src):
+    gb = GRID10.geobox(COL, ROW, 64, 64)
+    cat = src.optical_catalog(gb, "S2", "2021-05-01", "2021-11-01")
+    ds = src.read_optical(gb, list(cat["id"]))
+    truth = src.read_truth_ndvi(gb, list(cat["id"])).values
+    red, nir, q = ds.red.values, ds.nir.values, ds.qa.values
+    valid, cloudy = s2_flags(q)
+    clear = valid & ~cloudy
+    assert clear.sum() > 5000
+    obs = (nir - red) / (nir + red)
+    assert np.all((red[valid] >= 0) & (red[valid] <= 1) & (nir[valid] >= 0) & (nir[valid] <= 1))
+    err = np.abs(obs - truth)[clear]
+    assert np.median(err) < 0.03 and np.quantile(err, 0.95) < 0.12
+    thick = valid & (q == 9)
+    if thick.sum() > 100:
+        assert np.median(np.abs(obs - truth)[thick]) > 0.2  # clouds corrupt NDVI
+    assert np.isnan(red[q == 0]).all() and np.isfinite(red[q != 0]).all()
+    assert np.ptp(truth) > 0.5 and truth.min() >= -0.6 and truth.max() <= 0.93
+
+
+def test_sar_tied_to_vegetation(src):
+    gb = GRID10.geobox(COL, ROW, 64, 64)
+    cat = src.sar_catalog(gb, "2021-01-01", "2022-01-01")
+    ids = list(cat["id"])
+    s = src.read_sar(gb, ids)
+    truth = src.read_truth_ndvi(gb, ids).values
+    vh, vv = s.vh.values, s.vv.values
+    ok = np.isfinite(vh) & (vh > -40) & (vv > -40)
+    assert ok.mean() > 0.8
+    # 3x3 block means (as the engine's composite/median smoothing would) correlate strongly
+    def blocks(a):
+        t, h, w = a.shape
+        return a[:, : h // 3 * 3, : w // 3 * 3].reshape(t, h // 3, 3, w // 3, 3).mean(axis=(2, 4))
+    lin = lambda a: 10 ** (a / 10)  # noqa: E731
+    good = blocks(ok.astype(float)) == 1
+    bvh = 10 * np.log10(blocks(lin(np.where(ok, vh, np.nan))))
+    btruth = blocks(truth)
+    r_vh = np.corrcoef(bvh[good], btruth[good])[0, 1]
+    r_raw = np.corrcoef(vh[ok], truth[ok])[0, 1]
+    assert r_vh > 0.8, r_vh
+    assert r_raw > 0.5, r_raw
+    r_vv = np.corrcoef(vv[ok], truth[ok])[0, 1]
+    assert r_vv > 0.2, r_vv
+    # speckle: per-pixel temporal std in dB of a stable-ish target is ~2 dB (ENL ~4.4)
+    d = (vh[1:] - vh[:-1])[ok[1:] & ok[:-1]]
+    assert 1.6 < np.std(d) / np.sqrt(2) < 3.0
+
+
+def test_sar_border_noise_and_nodata(src):
+    gb = GRID10.geobox(COL - 1000, ROW - 1000, 80, 80, step=25)  # 20 km
+    cat = src.sar_catalog(gb, "2020-01-01", "2022-01-01")
+    s = src.read_sar(gb, list(cat["id"]))
+    vv = s.vv.values
+    assert np.isnan(vv).any() and (vv <= -40).any()
+    low = vv <= -40
+    assert (s.vh.values[low] <= -40).all()
+    assert (np.isnan(vv).any(axis=(1, 2))).mean() < 0.5
+
+
+def test_qa_encodings(src):
+    gb = GRID30.geobox(COL // 3, ROW // 3, 90, 90)
+    s2 = src.read_optical(gb, list(src.optical_catalog(gb, "S2", "2021-01-01", "2021-07-01")["id"]))
+    l8 = src.read_optical(gb, list(src.optical_catalog(gb, "L8", "2021-01-01", "2022-01-01")["id"]))
+    lc = src.read_land_cover(gb).values
+    q = s2.qa.values
+    assert set(np.unique(q)) <= {0, 1, 3, 4, 5, 6, 8, 9, 10}
+    assert {0, 3, 4, 5, 8, 9, 10} <= set(np.unique(q))
+    assert (q[:, lc == WATER] != 4).all()
+    red = s2.red.values
+    # cloud pixels are bright, shadows dark, relative to clear land
+    clear_land = np.isin(q, [4, 5])
+    assert np.nanmedian(red[q == 9]) > np.nanmedian(red[clear_land]) + 0.1
+    assert np.nanmedian(s2.nir.values[q == 3]) < np.nanmedian(s2.nir.values[clear_land])
+    w = l8.qa.values.astype(np.int64)
+    fill = (w & 1) == 1
+    assert fill.any() and np.isnan(l8.red.values[fill]).all() and (w[fill] == 1).all()
+    v = w[~fill]
+    cloud, dil, cirrus, shadow = (v >> 3) & 1, (v >> 1) & 1, (v >> 2) & 1, (v >> 4) & 1
+    clear_bit = (v >> 6) & 1
+    assert cloud.any() and dil.any() and shadow.any() and cirrus.any()
+    np.testing.assert_array_equal(clear_bit, 1 - (cloud | dil))  # C2: clear = not cloud, not dilated
+    assert ((v >> 8) & 3)[cloud == 1].min() == 3  # high cloud confidence where cloud
+    assert set(np.unique(v[(cloud | dil | cirrus | shadow) == 0])) <= {QA_PIXEL["clear"], QA_PIXEL["clear_water"]}
+    # same day, same cloud field: the days on both calendars are cumulus days, where Landsat's
+    # (lower) cover threshold makes its clouds a subset of Sentinel-2's
+    gb = GRID30.geobox(COL // 3, ROW // 3, 60, 60)
+    days = [d for d in acquisition_days("S2", to_day("2019-01-01"), to_day("2022-01-01"))
+            if len(acquisition_days("L8", d, d + 1))]
+    assert len(days) >= 10 and src.is_cumulus(days).all()
+    qs = src.read_optical(gb, [make_id("S2", d) for d in days]).qa.values
+    ql = src.read_optical(gb, [make_id("L8", d) for d in days]).qa.values
+    both = (qs != 0) & ((ql & 1) == 0)
+    l8_cloud = ((ql >> 3) & 1) == 1
+    assert l8_cloud[both].sum() > 100
+    assert np.isin(qs, [8, 9])[both & l8_cloud].all()
