@@ -143,6 +143,8 @@ class StacSource:
         if self.sar_units not in ("db", "linear"):
             raise SourceError(f"sar_units must be 'db' or 'linear', got {sar_units!r} (STAC_SAR_UNITS)")
         self.patch_url = patch_url
+        self._args = dict(catalog=catalog, optical_collection=optical_collection, sar_collection=sar_collection,
+                          asset_keys=asset_keys, sar_units=sar_units, patch_url=patch_url)
         self.is_api = _is_api(self.catalog)
         self._lock = threading.Lock()
         self._static_items: list[pystac.Item] | None = None
@@ -152,6 +154,12 @@ class StacSource:
 
     def __repr__(self) -> str:
         return f"StacSource({self.catalog!r}, sar_units={self.sar_units!r})"
+
+    def __getstate__(self) -> dict:  # picklable for dask workers: items and clients are re-read
+        return dict(self._args)
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(**state)  # type: ignore[misc]
 
     # -- item discovery ------------------------------------------------------------------------
 

@@ -143,7 +143,7 @@ CLOUD_DILATION = 0.23  # below the threshold: Landsat dilated-cloud ring
 CLOUD_FRINGE = 0.38  # below the threshold: unflagged thin-cloud contamination
 SHADOW_MARGIN = 0.10  # a shadow needs the casting cloud this far above the threshold
 # fair-weather cumulus days: small cells, AOI cloud fraction close to its large-area value
-NOISE_CUMULUS = ((160.0, 70.0), (1.0, 0.45))
+NOISE_CUMULUS = ((100.0, 45.0), (1.0, 0.45))
 CUMULUS_EXTRA_PROB = 0.03  # besides every day on both the S2 and L8 calendars (every 80 days)
 CUMULUS_COVER = {"S2": 0.322, "L8": 0.2785, "L9": 0.2785}  # tuned: cloud+shadow(+dilation) ~ 52.5 %
 SHADOW_OFFSET = (540.0, 720.0)  # metres: a pixel is shadowed by the cloud at (x + dx, y + dy)
@@ -766,6 +766,12 @@ class SyntheticSource:
 
     def __repr__(self) -> str:
         return f"SyntheticSource(seed={self.seed}, missions={list(self.missions)})"
+
+    def __getstate__(self) -> dict:  # picklable for dask workers: no lock, no cache
+        return {"seed": self.seed, "missions": self.missions, "cache_size": self._cache_size}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["seed"], state["missions"], state["cache_size"])  # type: ignore[misc]
 
     # -- keys ----------------------------------------------------------------------------------
 

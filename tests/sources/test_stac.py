@@ -167,3 +167,13 @@ def test_errors(tmp_path):
         StacSource(str(tmp_path / "missing.json")).sar_catalog(G10.geobox(0, 0, 4, 4), START, END)
     with pytest.raises(SourceError, match="not a sar image"):
         StacSource(str(tmp_path / "missing.json")).read_sar(G10.geobox(0, 0, 4, 4), ["S2_20210101"])
+
+
+def test_pickle(catalog):
+    import pickle
+
+    st = StacSource(catalog, sar_units="db")
+    gb = G10.geobox(COL, ROW, 8, 8)
+    st.sar_catalog(gb, START, END)
+    st2 = pickle.loads(pickle.dumps(st))
+    assert st2.sar_catalog(gb, START, END).equals(st.sar_catalog(gb, START, END))

@@ -335,3 +335,14 @@ def test_qa_encodings(src):
     l8_cloud = ((ql >> 3) & 1) == 1
     assert l8_cloud[both].sum() > 100
     assert np.isin(qs, [8, 9])[both & l8_cloud].all()
+
+
+def test_pickle_round_trip():
+    import pickle
+
+    a = SyntheticSource(seed=9, missions=["S2"])
+    gb = GRID10.geobox(COL, ROW, 8, 8)
+    ids = list(a.optical_catalog(gb, "S2", "2021-01-01", "2021-02-01")["id"])
+    b = pickle.loads(pickle.dumps(a))
+    assert b.seed == 9 and b.missions == ("S2",)
+    np.testing.assert_array_equal(a.read_optical(gb, ids).red.values, b.read_optical(gb, ids).red.values)
