@@ -137,6 +137,8 @@ PARCEL_ANGLE = 0.3  # radians
 BARE_PARCEL_PROB = 0.05
 
 WET_SEASON_PEAK_DOY = 45  # day of year of the cloudiest, wettest season
+CLEAR_PROB = (0.45, 0.30)  # P(clear day) = a - b * wetness
+OVERCAST_PROB = (0.04, 0.22)  # P(overcast day) = a + b * wetness
 # margins in standard deviations of the cloud field
 CLOUD_THICK = 0.58  # above the threshold: high-probability cloud (SCL 9), else medium (SCL 8)
 CLOUD_DILATION = 0.23  # below the threshold: Landsat dilated-cloud ring
@@ -147,8 +149,8 @@ NOISE_CUMULUS = ((100.0, 45.0), (1.0, 0.45))
 CUMULUS_EXTRA_PROB = 0.03  # besides every day on both the S2 and L8 calendars (every 80 days)
 CUMULUS_COVER = {"S2": 0.322, "L8": 0.2785, "L9": 0.2785}  # tuned: cloud+shadow(+dilation) ~ 52.5 %
 SHADOW_OFFSET = (540.0, 720.0)  # metres: a pixel is shadowed by the cloud at (x + dx, y + dy)
-CIRRUS_DATE_PROB = 0.25
-CIRRUS_MAX_COVER = 0.6
+CIRRUS_DATE_PROB = 0.15
+CIRRUS_MAX_COVER = 0.4
 
 OPT_SWATH_PERIOD_KM, OPT_NODATA_FRACTION, OPT_SWATH_ANGLE = 70.0, 0.08, 0.20
 SAR_SWATH_PERIOD_KM, SAR_NODATA_FRACTION, SAR_SWATH_ANGLE = 160.0, 0.05, -0.17
@@ -830,8 +832,8 @@ class SyntheticSource:
         days = np.asarray(days, dtype=np.int64)
         u = self._day_uniform("cover", days)
         w = self.wetness(days)
-        p_clear = 0.32 - 0.20 * w
-        p_over = 0.06 + 0.20 * w
+        p_clear = CLEAR_PROB[0] - CLEAR_PROB[1] * w
+        p_over = OVERCAST_PROB[0] + OVERCAST_PROB[1] * w
         mid = np.clip((u - p_clear) / (1.0 - p_clear - p_over), 0.0, 1.0)
         gamma = 1.3 - 0.6 * w
         c = 0.02 + 0.95 * mid**gamma

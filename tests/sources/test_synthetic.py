@@ -302,7 +302,7 @@ def test_sar_border_noise_and_nodata(src):
 def test_qa_encodings(src):
     gb = GRID30.geobox(COL // 3, ROW // 3, 90, 90)
     s2 = src.read_optical(gb, list(src.optical_catalog(gb, "S2", "2021-01-01", "2021-07-01")["id"]))
-    l8 = src.read_optical(gb, list(src.optical_catalog(gb, "L8", "2021-01-01", "2022-01-01")["id"]))
+    l8 = src.read_optical(gb, list(src.optical_catalog(gb, "L8", "2020-01-01", "2022-01-01")["id"]))
     lc = src.read_land_cover(gb).values
     q = s2.qa.values
     assert set(np.unique(q)) <= {0, 1, 3, 4, 5, 6, 8, 9, 10}
