@@ -83,7 +83,8 @@ def _execute(ctx: RunContext, args: argparse.Namespace) -> int:
         from engine.gee.run import execute_gee
 
         with TerminalProgress(console, quiet=args.quiet) as progress:
-            result = execute_gee(ctx, progress)
+            result = execute_gee(ctx, progress, assume_yes=getattr(args, "yes", False),
+                                 resuming=getattr(args, "command", None) == "resume")
     else:
         with TerminalProgress(console, quiet=args.quiet) as progress:
             result = execute(ctx, progress)

@@ -399,6 +399,9 @@ def install_defaults(reg: ComputeRegistry) -> None:
     reg._add_default(lambda req: True, _fold)
     reg._add_default("Image.bandNames", _band_names)
     reg._add_default("Image.reduceRegion", _reduce_region)
+    from .engine_handlers import install as install_engine_handlers
+
+    install_engine_handlers(reg)  # the engine's own queries (engine.gee), ahead of the generic defaults
 
 
 def iter_default_support() -> Iterator[str]:

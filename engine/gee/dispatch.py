@@ -1,0 +1,348 @@
+"""The Earth Engine task dispatcher: submit exports under a cap, poll once per interval, split.
+
+Why a single-process loop and not dask: on the ``gee`` backend Earth Engine does the compute.
+The client's work per task is two small HTTP requests (submit, and its share of a poll) and a
+ledger write, so there is nothing to parallelise. What matters is *when* to submit: the project
+runs only ``MAX_RUNNING_EXPORTS`` batch tasks at once, and one ``listOperations`` call reports
+on every task. dask workers babysitting one task each would poll per task (N requests per
+interval instead of one), race each other for the running-task cap, and need a scheduler that
+survives for days while doing nothing; a killed worker would lose the operation name that only
+the ledger keeps. One loop owns the cap, the ledger and the poll, and resume is just "read the
+ledger, list the operations".
+
+Per iteration:
+
+1. **Submit** queued jobs while fewer than ``cap`` of *our* submitted tasks are PENDING or
+   RUNNING. Each export carries a deterministic ``requestId`` (tile id + stage + config hash +
+   attempt, :func:`engine.gee.naming.request_id`); the ledger records the attempt before the
+   request and the operation name after it, so a client killed in between resubmits the same
+   ``requestId`` and gets the same operation back (never a second export).
+2. **Wait** until the next poll: ``POLL_INTERVAL_S`` at most, sooner when a running task's
+   reported progress says it ends earlier (never below a tenth of the interval).
+3. **Poll** with *one* paged ``listOperations`` (newest first, 500 per page), stopping as soon
+   as every operation we wait for has been seen; never a per-task ``getOperation`` (only as a
+   fallback for an operation that has vanished from the listing).
+4. **Settle** finished operations: SUCCEEDED -> done; FAILED with "User memory limit exceeded"
+   or "Computation timed out" -> the tile is recorded ``split`` and its four children
+   (``Tile.children()``) are queued, up to ``MAX_SPLIT_DEPTH``, then failed with the reason; any
+   other failure -> that tile is failed with Earth Engine's message and the run goes on.
+
+Transient errors (429, 5xx, transport) are retried inside :class:`engine.gee.api.EEApi` with
+jittered exponential backoff; a submission still failing after that is re-queued with a delay.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from shapely.geometry.base import BaseGeometry
+
+from engine.errors import EarthEngineError, EngineError, MemoryLimitError, TransientError
+from engine.gee.api import EEApi, is_memory_message
+from engine.gee.naming import request_id
+from engine.ledger import Ledger
+from tiling.grid import Tile
+
+log = logging.getLogger(__name__)
+
+MAX_SUBMIT_FAILURES = 6  # consecutive transient submission failures (each already retried) before a job fails
+
+
+@dataclass
+class Job:
+    """One export: a tile (or a pseudo-tile id for run-wide exports) and a stage."""
+
+    tile_id: str
+    stage: str  # "train", an output name, or "mosaic:<output>"
+    kind: str  # "image" | "table"
+    tile: Tile | None = None
+    model_tile: Tile | None = None  # stage B: the tile whose model asset is used
+    destination: dict[str, Any] = field(default_factory=dict)  # {"asset": id} | {"uri": ...}
+    overwrite: bool = False
+    # runtime
+    attempt: int = 0
+    resubmit: bool = False  # the ledger holds an attempt whose operation name was never recorded
+    operation: str | None = None
+    submit_failures: int = 0
+    not_before: float = 0.0
+    submitted_at: float = 0.0
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.tile_id, self.stage
+
+
+@dataclass
+class Outcome:
+    job: Job
+    status: str  # done | failed | split | empty
+    message: str | None = None
+    operation: dict[str, Any] | None = None
+    children: list[Job] = field(default_factory=list)
+
+
+@dataclass
+class DispatchStats:
+    polls: int = 0
+    list_pages: int = 0
+    get_operation_calls: int = 0
+    submitted: int = 0
+    adopted: int = 0
+    splits: int = 0
+    task_seconds: float = 0.0  # sum of RUNNING durations reported by the server (for the bound)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+BuildBody = Callable[[Job], dict[str, Any]]
+Listener = Callable[[Outcome], None]
+
+
+class Dispatcher:
+    """Runs a set of export jobs to completion (see the module docstring)."""
+
+    def __init__(self, api: EEApi, ledger: Ledger, science_hash: str, build: BuildBody, *, cap: int,
+                 poll_interval: float, max_split_depth: int, aoi: BaseGeometry | None = None,
+                 on_outcome: Listener | None = None, on_submit: Callable[[Job], None] | None = None,
+                 child_job: Callable[[Job, Tile], Job | None] | None = None,
+                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> None:
+        self.api = api
+        self.ledger = ledger
+        self.h = science_hash
+        self.build = build
+        self.cap = cap
+        self.poll_interval = poll_interval
+        self.min_interval = poll_interval / 10
+        self.max_split_depth = max_split_depth
+        self.aoi = aoi
+        self.on_outcome = on_outcome or (lambda o: None)
+        self.on_submit = on_submit or (lambda j: None)
+        self.child_job = child_job or _default_child
+        self.clock = clock
+        self.sleep = sleep
+        self.stats = DispatchStats()
+        self.queue: deque[Job] = deque()
+        self.active: dict[str, Job] = {}  # operation name -> job (submitted, not seen finished)
+        self.outcomes: dict[tuple[str, str], Outcome] = {}
+        self._ends: dict[str, float | None] = {}  # operation -> expected end (local clock); None = unknown
+
+    # --- public -----------------------------------------------------------------------------
+    def add(self, job: Job) -> None:
+        """Queue a job, or adopt its operation if the ledger shows one in flight."""
+        rec = self.ledger.get(job.tile_id, job.stage)
+        if rec is not None and rec.status == "running" and rec.config_hash == self.h:
+            job.attempt = rec.attempts
+            if rec.operation:
+                job.operation = rec.operation
+                self.active[rec.operation] = job
+                self.stats.adopted += 1
+                log.info("%s %s: awaiting operation %s from an earlier run", job.stage, job.tile_id, rec.operation)
+                return
+            job.resubmit = True  # submitted (maybe) without recording the answer: same requestId again
+        self.queue.append(job)
+
+    def run(self) -> dict[tuple[str, str], Outcome]:
+        while self.queue or self.active:
+            self._submit_ready()
+            if not self.active:
+                if self.queue:  # every queued job is backing off
+                    wait = min(j.not_before for j in self.queue) - self.clock()
+                    self.sleep(max(wait, 0.0))
+                continue
+            self.sleep(self._next_delay())
+            self._poll()
+        return self.outcomes
+
+    # --- submission -----------------------------------------------------------------------------
+    def _submit_ready(self) -> None:
+        now = self.clock()
+        skipped: list[Job] = []
+        while self.queue and len(self.active) < self.cap:
+            job = self.queue.popleft()
+            if job.not_before > now:
+                skipped.append(job)
+                continue
+            self._submit(job)
+        self.queue.extendleft(reversed(skipped))
+
+    def _submit(self, job: Job) -> None:
+        if not job.resubmit and job.submit_failures == 0:
+            self.ledger.start(job.tile_id, job.stage, self.h)
+            rec = self.ledger.get(job.tile_id, job.stage)
+            job.attempt = rec.attempts if rec else 1
+        rid = request_id(job.tile_id, job.stage, self.h, job.attempt)
+        try:
+            body = self.build(job)
+            op = self.api.export(job.kind, body, rid)
+        except TransientError as e:
+            job.submit_failures += 1
+            if job.submit_failures >= MAX_SUBMIT_FAILURES:
+                self._settle(Outcome(job, "failed", f"Earth Engine kept refusing the export: {e}"))
+                return
+            job.resubmit = True  # the request may have taken effect: keep the requestId
+            job.not_before = self.clock() + self.poll_interval * job.submit_failures
+            self.queue.append(job)
+            return
+        except MemoryLimitError as e:
+            self._split(job, str(e))
+            return
+        except EngineError as e:
+            self._settle(Outcome(job, "failed", _explain_submit_error(job, str(e))))
+            return
+        job.operation = op["name"]
+        job.submitted_at = self.clock()
+        job.resubmit = False
+        job.submit_failures = 0
+        self.ledger.set_operation(job.tile_id, job.stage, self.h, op["name"])
+        self.active[op["name"]] = job
+        self.stats.submitted += 1
+        self._ends[op["name"]] = None
+        self.on_submit(job)
+
+    # --- polling ------------------------------------------------------------------------------------
+    def _next_delay(self) -> float:
+        """Until the earliest expected end of a running task; a quarter interval to learn the pace
+        of tasks without a progress report yet; at most the poll interval."""
+        now = self.clock()
+        soonest = now + self.poll_interval
+        for name in self.active:
+            end = self._ends.get(name)
+            soonest = min(soonest, now + self.poll_interval / 4 if end is None else end)
+        return min(self.poll_interval, max(self.min_interval, soonest - now + 0.01))
+
+    def _poll(self) -> None:
+        """One paged listOperations: settle every finished operation we wait for."""
+        self.stats.polls += 1
+        waiting = set(self.active)
+        seen: dict[str, dict[str, Any]] = {}
+        token = None
+        complete = False
+        try:
+            while True:
+                page = self.api.list_operations_page(token)
+                self.stats.list_pages += 1
+                for op in page.get("operations", []):
+                    if op.get("name") in waiting:
+                        seen[op["name"]] = op
+                token = page.get("nextPageToken")
+                if len(seen) == len(waiting):
+                    break
+                if not token:
+                    complete = True
+                    break
+        except TransientError as e:
+            log.warning("listOperations failed (%s); polling again later", e)
+            return
+        if complete:  # some operations are not listed at all: ask for them one by one (rare)
+            for name in waiting - set(seen):
+                self.stats.get_operation_calls += 1
+                try:
+                    op = self.api.get_operation(name)
+                except TransientError:
+                    continue
+                seen[name] = op if op is not None else {"name": name, "done": True, "_missing": True}
+        now = self.clock()
+        for name, op in seen.items():
+            job = self.active.get(name)
+            if job is None:
+                continue
+            md = op.get("metadata", {}) or {}
+            if op.get("done") or md.get("state") in ("SUCCEEDED", "FAILED", "CANCELLED"):
+                del self.active[name]
+                self._ends.pop(name, None)
+                self._finished(job, op)
+            elif md.get("state") == "RUNNING":
+                remaining = _remaining(md)
+                self._ends[name] = None if remaining is None else now + remaining
+            else:  # PENDING: queued behind other tasks of the project
+                self._ends[name] = now + self.poll_interval
+
+    def _finished(self, job: Job, op: dict[str, Any]) -> None:
+        md = op.get("metadata", {}) or {}
+        if op.get("_missing"):
+            self._settle(Outcome(job, "failed", f"operation {op['name']} disappeared from Earth Engine's task "
+                                                "list before it finished; run the command again to redo it"))
+            return
+        state = md.get("state") or ("FAILED" if op.get("error") else "SUCCEEDED")
+        self.stats.task_seconds += _duration(md)
+        if state == "SUCCEEDED":
+            self._settle(Outcome(job, "done", operation=op))
+            return
+        message = (op.get("error") or {}).get("message") or f"task {state.lower()}"
+        if state == "FAILED" and is_memory_message(message):
+            self._split(job, message)
+            return
+        if state == "CANCELLED":
+            message = "the export task was cancelled (in the Earth Engine task manager?)"
+        self._settle(Outcome(job, "failed", message, operation=op))
+
+    # --- outcomes -------------------------------------------------------------------------------------
+    def _split(self, job: Job, message: str) -> None:
+        tile = job.tile
+        if tile is None or tile.level >= self.max_split_depth or tile.size // 2 < 16:
+            depth = 0 if tile is None else tile.level
+            self._settle(Outcome(job, "failed", f"{message} (tile split {depth} time(s) already, MAX_SPLIT_DEPTH="
+                                                f"{self.max_split_depth}; raise MAX_SPLIT_DEPTH or lower TILE_BUDGET_MB)"))
+            return
+        tiles = [c for c in tile.children()
+                 if self.aoi is None or c.core.intersection(self.aoi).area > 0]
+        self.stats.splits += 1
+        log.info("%s %s: %s -> split into %d tiles", job.stage, job.tile_id, message, len(tiles))
+        self.ledger.finish(job.tile_id, job.stage, self.h, status="split", message=message,
+                           outputs={"children": [c.id for c in tiles]})
+        children = [j for j in (self.child_job(job, c) for c in tiles) if j is not None]
+        self._settle(Outcome(job, "split", message, children=children))
+        for c in children:
+            self.add(c)
+
+    def _settle(self, outcome: Outcome) -> None:
+        job = outcome.job
+        if outcome.status == "failed":
+            self.ledger.fail(job.tile_id, job.stage, self.h, outcome.message or "failed")
+        self.outcomes[job.key] = outcome
+        self.on_outcome(outcome)  # the caller records "done" with its outputs
+
+
+def _default_child(job: Job, child: Tile) -> Job:
+    return Job(child.id, job.stage, job.kind, tile=child, model_tile=child if job.stage == "train" else job.model_tile)
+
+
+def _explain_submit_error(job: Job, message: str) -> str:
+    if "cannot overwrite asset" in message.lower():
+        return (f"{message} The asset exists and this run did not record creating it; delete it in the Earth "
+                "Engine asset manager or use another --run-dir")
+    return message
+
+
+def _ts(text: str | None) -> float | None:
+    if not text:
+        return None
+    import datetime as dt
+
+    try:
+        return dt.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def _remaining(md: dict[str, Any]) -> float | None:
+    """Seconds a RUNNING task still needs, from its reported progress (server clock only)."""
+    progress = md.get("progress")
+    start, update = _ts(md.get("startTime")), _ts(md.get("updateTime"))
+    if not progress or start is None or update is None or progress <= 0.02:
+        return None
+    elapsed = max(update - start, 0.0)
+    return max(elapsed * (1 - progress) / progress, 0.0)
+
+
+def _duration(md: dict[str, Any]) -> float:
+    start, end = _ts(md.get("startTime")), _ts(md.get("endTime"))
+    return max(end - start, 0.0) if start is not None and end is not None else 0.0
+
+
+__all__ = ["Dispatcher", "Job", "Outcome", "DispatchStats", "EarthEngineError"]

@@ -1,0 +1,94 @@
+"""Export request bodies (``image:export`` / ``table:export``) for asset, Cloud Storage or Drive.
+
+The image expression is wrapped exactly as ``ee.batch.Export.image`` does it (reproject to the
+grid's ``crs``/``crsTransform``, clip to bounds with ``dimensions``), so every export lands on the
+engine's fixed pixel grid, pixel-aligned with every other tile.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import ee
+
+from engine.gee import expressions as X
+from tiling.grid import Tile
+
+ENGINE_TAG = "sar-infill"
+CATEGORICAL = {"mask"}  # pyramided by mode, not mean
+
+
+def export_window(tile_window: tuple[int, int, int, int], aoi_bounds: tuple[float, float, float, float],
+                  resolution: float) -> tuple[int, int, int, int] | None:
+    """The tile's core window cut to the AOI's bounding box (whole pixels), or None if empty."""
+    col, row, w, h = tile_window
+    minx, miny, maxx, maxy = aoi_bounds
+    c0 = max(col, math.floor(minx / resolution))
+    c1 = min(col + w, math.ceil(maxx / resolution))
+    r0 = max(row, math.floor(-maxy / resolution))
+    r1 = min(row + h, math.ceil(-miny / resolution))
+    if c1 <= c0 or r1 <= r0:
+        return None
+    return c0, r0, c1 - c0, r1 - r0
+
+
+def tile_window(tile: Tile, spec: X.Spec, aoi_bounds: tuple[float, float, float, float]) -> tuple[int, int, int, int] | None:
+    return export_window(tile.window, aoi_bounds, spec.resolution)
+
+
+def _grid_expression(image: ee.Image, window: tuple[int, int, int, int], spec: X.Spec) -> Any:
+    col, row, w, h = window
+    res = spec.resolution
+    task = ee.batch.Export.image.toCloudStorage(
+        image=image, description="x", bucket="x", fileNamePrefix="x", crs=spec.crs,
+        crsTransform=[res, 0, col * res, 0, -res, -row * res], dimensions=f"{w}x{h}", maxPixels=X.MAX_PIXELS)
+    return task.config["expression"]
+
+
+def destination_options(kind: str, destination: dict[str, Any], overwrite: bool, categorical: bool) -> dict[str, Any]:
+    if "asset" in destination:
+        opts: dict[str, Any] = {"earthEngineDestination": {"name": destination["asset"], "overwrite": overwrite}}
+        if kind == "image" and categorical:
+            opts["pyramidingPolicy"] = "MODE"
+        return {"assetExportOptions": opts}
+    file_format = "GEO_TIFF" if kind == "image" else "CSV"
+    opts = {"fileFormat": file_format}
+    if "gcs" in destination:
+        bucket, prefix = destination["gcs"]
+        opts["cloudStorageDestination"] = {"bucket": bucket, "filenamePrefix": prefix}
+    else:
+        folder, name = destination["drive"]
+        opts["driveDestination"] = {"folder": folder, "filenamePrefix": name}
+    if kind == "image":
+        opts["geoTiffOptions"] = {"cloudOptimized": True}
+    return {"fileExportOptions": opts}
+
+
+def image_body(image: ee.Image, window: tuple[int, int, int, int], spec: X.Spec, description: str,
+               destination: dict[str, Any], overwrite: bool, properties: dict[str, Any],
+               categorical: bool = False) -> dict[str, Any]:
+    expr = _grid_expression(ee.Image(image).set(properties), window, spec)
+    body = {"expression": ee.serializer.encode(expr, for_cloud_api=True), "description": description,
+            "maxPixels": {"value": str(int(X.MAX_PIXELS))}}
+    body.update(destination_options("image", destination, overwrite, categorical))
+    return body
+
+
+def table_body(table: ee.FeatureCollection, description: str, destination: dict[str, Any], overwrite: bool,
+               properties: dict[str, Any]) -> dict[str, Any]:
+    body = {"expression": ee.serializer.encode(ee.FeatureCollection(table).set(properties), for_cloud_api=True),
+            "description": description}
+    body.update(destination_options("table", destination, overwrite, False))
+    return body
+
+
+def uri(destination: dict[str, Any], kind: str) -> dict[str, Any]:
+    """What the manifest records for a destination."""
+    if "asset" in destination:
+        return {"asset": destination["asset"]}
+    ext = ".tif" if kind == "image" else ".csv"
+    if "gcs" in destination:
+        bucket, prefix = destination["gcs"]
+        return {"uri": f"gs://{bucket}/{prefix}{ext}"}
+    folder, name = destination["drive"]
+    return {"uri": f"drive://{folder}/{name}{ext}"}
