@@ -80,7 +80,7 @@ class Parameters(BaseModel):
     CRS: Optional[str] = Field(None, description="Grid CRS, e.g. EPSG:32755 (default: UTM zone of the AOI centroid).")
     TILE_BUDGET_MB: float = Field(1024, gt=0, description="Bytes budget of a tile's largest computation, MiB.")
     TILE_SIZE: Optional[int] = Field(None, ge=16, le=32768, description="Force the tile side in pixels.")
-    TILE_HALO: int = Field(11, ge=11, le=256, description="Halo in pixels for neighbourhood steps (>= 11).")
+    TILE_HALO: int = Field(12, ge=12, le=256, description="Halo in pixels (>= 12: 10 neighbourhood mean + 1 + 1 focal medians).")
     MAX_SPLIT_DEPTH: int = Field(2, ge=0, le=5, description="How often a tile may be split on memory errors.")
     WORKERS: int = Field(2, ge=1, le=256, description="Local dask worker processes.")
     SCHEDULER: Optional[str] = Field(None, description="Address of an existing dask scheduler.")

@@ -36,7 +36,7 @@ def open_client(scheduler: str | None, workers: int, memory_limit: str = "auto")
         return
     for key, value in SINGLE_THREAD_ENV.items():
         os.environ.setdefault(key, value)
-    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
                       memory_limit=memory_limit, silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
         yield client
 

@@ -78,8 +78,9 @@ def _finish_task(backend: LocalBackend, ctx: RunContext, stats: GlobalStats, red
 
 
 # --- verification of recorded outputs ---
-def _verified(rd: RunDir, tile: Tile, outputs: dict[str, Any]) -> bool:
-    """True when every recorded output of a stage exists with its recorded checksum."""
+def _verified(rd: RunDir, tile: Tile, outputs: dict[str, Any], work: bool = False) -> bool:
+    """True when every recorded product of a stage (or, with ``work``, its work files) matches its checksum."""
+    outputs = {k: v for k, v in outputs.items() if bool(v.get("work")) == work}
     cube_names = [name for name, o in outputs.items() if "cube" in o]
     try:
         for name, out in outputs.items():
@@ -188,7 +189,7 @@ def _tiles(ctx: RunContext, rd: RunDir, ledger: Ledger, backend: LocalBackend, s
     for tile in finish_todo:
         rec = ledger.get(tile.id, "train")
         if tile not in train_todo and rec is not None and rec.status == "done" and not _verified(
-                rd, tile, {k: v for k, v in rec.outputs.items() if "path" in v}):
+                rd, tile, rec.outputs, work=True):
             train_todo.append(tile)
             statuses.pop(tile.id, None)
     failures: dict[str, str] = {}
@@ -206,7 +207,15 @@ def _tiles(ctx: RunContext, rd: RunDir, ledger: Ledger, backend: LocalBackend, s
             raise_no_tiles(failures, statuses)
 
         t0 = time.perf_counter()
-        reduction, changed = _reduction(ctx, rd, ledger, backend, stats, trained, h)
+        reduction = _recorded_reduction(rd, ledger, trained, h)
+        changed = reduction is None
+        if changed:
+            # the reduce reads every trained tile's sample rows: retrain tiles whose work files are gone
+            stale = [t for t in trained if t not in train_todo and not _verified(
+                rd, t, ledger.get(t.id, "train").outputs, work=True)]
+            _wave(client, ledger, "train", _train_task, stale, h, [backend, ctx, stats], progress, 0)
+            train_todo += stale
+            reduction = _reduce(ctx, rd, ledger, backend, stats, trained, h)
         timings["reduce"] = time.perf_counter() - t0
         # a new reduction changes every tile's smoothing and calibration: finish them all again
         redo = {t.id for t in finish_todo} | {t.id for t in train_todo}
@@ -228,22 +237,27 @@ def _tiles(ctx: RunContext, rd: RunDir, ledger: Ledger, backend: LocalBackend, s
     return RunResult(rd.root, statuses, failures, stats, summary, timings)
 
 
-def _reduction(ctx: RunContext, rd: RunDir, ledger: Ledger, backend: LocalBackend, stats: GlobalStats,
-               trained: list[Tile], h: str) -> tuple[Reduction, bool]:
-    """The AOI-wide reduction, recomputed unless a verified one covers exactly these tiles."""
+def _recorded_reduction(rd: RunDir, ledger: Ledger, trained: list[Tile], h: str) -> Reduction | None:
+    """The recorded AOI-wide reduction if it is intact and covers exactly these tiles."""
     path = rd.global_dir / "reduction.json"
     rec = ledger.get(GLOBAL, "reduce")
-    ids = sorted(t.id for t in trained)
     if rec is not None and rec.status == "done" and rec.config_hash == h and path.exists() \
-            and sha256_file(path) == rec.outputs["reduction"]["sha256"] and rec.stats.get("tiles") == ids:
-        return Reduction.load(path), False
+            and sha256_file(path) == rec.outputs["reduction"]["sha256"] \
+            and rec.stats.get("tiles") == sorted(t.id for t in trained):
+        return Reduction.load(path)
+    return None
+
+
+def _reduce(ctx: RunContext, rd: RunDir, ledger: Ledger, backend: LocalBackend, stats: GlobalStats,
+            trained: list[Tile], h: str) -> Reduction:
+    path = rd.global_dir / "reduction.json"
     ledger.start(GLOBAL, "reduce", h)
     reduction = backend.reduce(ctx, stats, trained)
     reduction.save(path)
     ledger.finish(GLOBAL, "reduce", h, outputs={"reduction": {"path": "global/reduction.json",
                                                               "sha256": sha256_file(path)}},
-                  stats={"tiles": ids, "sample_pixels": reduction.sample_pixels})
-    return reduction, True
+                  stats={"tiles": sorted(t.id for t in trained), "sample_pixels": reduction.sample_pixels})
+    return reduction
 
 
 def raise_no_tiles(failures: dict[str, str], statuses: dict[str, str]) -> None:

@@ -25,7 +25,7 @@ class Budget:
 
     dates: int
     max_bytes: int
-    halo: int = 11
+    halo: int = 12
     bands: int = BANDS_PER_DATE
     dtype_bytes: int = DTYPE_BYTES
 

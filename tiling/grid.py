@@ -29,7 +29,7 @@ class GridSpec:
     epsg: int
     resolution: float
     tile_size: int
-    halo: int = 11
+    halo: int = 12
 
     def __post_init__(self) -> None:
         if self.resolution <= 0 or not math.isfinite(self.resolution):
@@ -132,7 +132,7 @@ class Tile:
         return tuple(Tile(self.grid, self.ix, self.iy, self.path + q) for q in _QUADRANTS)  # type: ignore[return-value]
 
     @classmethod
-    def from_id(cls, tile_id: str, halo: int = 11) -> Tile:
+    def from_id(cls, tile_id: str, halo: int = 12) -> Tile:
         m = _ID_RE.match(tile_id)
         if not m:
             raise PlanError(f"not a tile id: {tile_id!r} (expected e.g. 32755-30m-512px-x12-y-11730)")

@@ -90,7 +90,7 @@ def classify(exc: BaseException) -> EarthEngineError:
 class RetryPolicy:
     """Jittered exponential backoff for transient failures."""
 
-    attempts: int = 8
+    attempts: int = 10
     initial_s: float = 1.0
     max_s: float = 60.0
 

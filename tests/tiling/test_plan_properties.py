@@ -81,7 +81,7 @@ def test_budget_sized_tiles_fit(aoi, res, dates, budget_mb):
     side = plan.grid.tile_size
     assert budget.fits(side)
     assert not budget.fits(side * 2) or side * 2 + 2 * budget.halo > 32768
-    assert budget.tile_bytes(side) == dates * 10 * (side + 22) ** 2 * 4
+    assert budget.tile_bytes(side) == dates * 10 * (side + 2 * budget.halo) ** 2 * 4
 
 
 @SETTINGS

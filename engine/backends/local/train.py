@@ -1,8 +1,9 @@
 """Per-tile stage A: gap statistics, SAR covariates, the robust regression model, raw predictions.
 
-The tile is read with its halo (>= 11 px: 10 for the 21 x 21 neighbourhood mean, 1 for the
-focal median). The model and predictions are kept on the core plus a 1-pixel margin, which the
-final focal median of stage B needs; the model file holds the core only.
+The tile is read with its halo of at least 12 px: 10 for the 21 x 21 neighbourhood mean, 1 for
+the covariates' focal median, and 1 because the model and predictions are kept on the core plus a
+1-pixel margin, which the final focal median of stage B (the fill) reads. The model file holds the
+core only.
 """
 from __future__ import annotations
 
@@ -146,8 +147,9 @@ def train_tile(ctx: RunContext, tile: Tile, stats: GlobalStats, source: Source) 
     return TileOutcome(
         tile.id, "train", "done",
         outputs={"model": {"path": str(model_path.relative_to(rd.root)), "sha256": model_sha},
-                 "pred": {"path": str(pred_path.relative_to(rd.root)), "sha256": sha256_file(pred_path)},
-                 "sample": {"path": str(sample_path.relative_to(rd.root)), "sha256": sha256_file(sample_path)},
+                 "pred": {"path": str(pred_path.relative_to(rd.root)), "sha256": sha256_file(pred_path), "work": True},
+                 "sample": {"path": str(sample_path.relative_to(rd.root)), "sha256": sha256_file(sample_path),
+                            "work": True},
                  **{name: {"cube": name, "sha256": s} for name, s in sums.items()}},
         stats={"pixels": int(inside_core.sum()), "model_pixels": trained, "masked_pixels": int(len(idx) - trained),
                "sample_rows": int(sel.sum())},
