@@ -8,7 +8,7 @@ from rich.table import Table
 
 from engine.context import RunContext
 
-STRATUM_ORDER = ["all"]
+METHODS = ("sar", "linear", "whittaker")
 
 
 def _fmt(v: Any, digits: int = 3) -> str:
@@ -20,14 +20,26 @@ def _fmt(v: Any, digits: int = 3) -> str:
 
 
 def skill_table(records: list[dict[str, Any]], target: str, title: str) -> Table | None:
+    """MAE (and R2 overall) of the SAR fill next to the optical-only baselines, by gap length."""
     rows = [r for r in records if r["target"] == target]
     if not rows:
         return None
+    by = {(r["stratum"], r["method"]): r for r in rows}
+    strata = list(dict.fromkeys(r["stratum"] for r in rows))
     t = Table(title=title, title_justify="left")
-    for col in ("gap length", "method", "n", "MAE", "RMSE", "bias", "R2"):
-        t.add_column(col, justify="right" if col not in ("gap length", "method") else "left")
-    for r in rows:
-        t.add_row(r["stratum"], r["method"], _fmt(r["n"]), _fmt(r["MAE"]), _fmt(r["RMSE"]), _fmt(r["bias"]), _fmt(r["R2"]))
+    t.add_column("gap length")
+    t.add_column("pixels", justify="right")
+    for m in METHODS:
+        t.add_column(f"MAE {m}", justify="right")
+    t.add_column("best")
+    for stratum in strata:
+        cells = [by.get((stratum, m), {}).get("MAE") for m in METHODS]
+        known = [(v, m) for v, m in zip(cells, METHODS) if v is not None]
+        best = min(known)[1] if known else "-"
+        n = by.get((stratum, "sar"), {}).get("n")
+        t.add_row(stratum, _fmt(n), *(_fmt(v) for v in cells), best, style="bold" if stratum == "all" else None)
+    r2 = [by.get(("all", m), {}).get("R2") for m in METHODS]
+    t.caption = "R2 over all pixels: " + ", ".join(f"{m} {_fmt(v)}" for m, v in zip(METHODS, r2))
     return t
 
 
