@@ -141,7 +141,7 @@ class EEApi:
         retrying = Retrying(
             retry=retry_if_exception_type(TransientError),
             stop=stop_after_attempt(self.policy.attempts),
-            wait=wait_exponential_jitter(initial=self.policy.initial_s, max=self.policy.max_s,
+            wait=wait_exponential_jitter(multiplier=self.policy.initial_s, max=self.policy.max_s,
                                          jitter=self.policy.initial_s),
             before_sleep=before_sleep,
             reraise=True,

@@ -63,10 +63,8 @@ def load_credentials() -> tuple[Any | None, str, str | None]:
             return None, "", f"GOOGLE_APPLICATION_CREDENTIALS points to {path!r}, which is not a file; " \
                              "point it at a service-account key file or unset it"
         try:
-            from ee import oauth
-
-            creds, _ = google.auth.load_credentials_from_file(path, scopes=oauth.SCOPES)
-        except (google.auth.exceptions.DefaultCredentialsError, ValueError, OSError) as e:
+            creds = _credentials_from_file(path)
+        except (google.auth.exceptions.DefaultCredentialsError, ValueError, OSError, KeyError) as e:
             # the library's message names the file and the missing field, never a secret
             return None, "", (f"GOOGLE_APPLICATION_CREDENTIALS file {path!r} is not a usable credentials file "
                               f"({type(e).__name__}); {REMEDY_CREDENTIALS}")
@@ -78,6 +76,25 @@ def load_credentials() -> tuple[Any | None, str, str | None]:
     except Exception:  # noqa: BLE001 - ee raises EEException, google-auth its own errors
         return None, "", f"no Earth Engine credentials found: {REMEDY_CREDENTIALS}"
     return creds, "earthengine persistent credentials", None
+
+
+def _credentials_from_file(path: str) -> Any:
+    """Service-account key or authorised-user file, loaded by its declared type."""
+    import json
+
+    from ee import oauth
+
+    with open(path, encoding="utf-8") as fh:
+        kind = json.load(fh).get("type")
+    if kind == "service_account":
+        from google.oauth2 import service_account
+
+        return service_account.Credentials.from_service_account_file(path, scopes=oauth.SCOPES)
+    if kind == "authorized_user":
+        from google.oauth2 import credentials
+
+        return credentials.Credentials.from_authorized_user_file(path, scopes=oauth.SCOPES)
+    raise ValueError(f"credentials type {kind!r} is not supported (service_account or authorized_user)")
 
 
 def initialize(configured_project: str | None, url: str) -> Session:

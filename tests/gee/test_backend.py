@@ -1,0 +1,275 @@
+"""The gee backend end to end: the real CLI and earthengine-api client against the stand-in."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+
+import pytest
+
+from engine.gee.standin import StandIn
+from engine.ledger import Ledger
+
+from .backend_support import (EXPORTS_PER_TILE, N_TILES, REPO, SECRETS, descriptions, engine_argv, manifest,
+                              plant_credentials, run_engine, subprocess_env, write_config)
+
+pytestmark = pytest.mark.standin
+
+
+@pytest.fixture
+def creds(tmp_path, monkeypatch):
+    return plant_credentials(tmp_path, monkeypatch)
+
+
+@pytest.fixture
+def standin():
+    s = StandIn(task_seconds=0.05, running_cap=2).start()
+    yield s
+    s.stop()
+    import ee
+
+    ee.Reset()
+
+
+def _no_duplicates(s: StandIn) -> None:
+    counts = Counter(descriptions(s))
+    assert [d for d, n in counts.items() if n > 1] == []
+    assert s.counters["duplicate_description"] == 0
+
+
+def test_run_completes_with_every_model_and_output(tmp_path, creds, standin, capsys):
+    run_dir = tmp_path / "run"
+    code = run_engine(standin.url, run_dir, write_config(tmp_path))
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    c = standin.counters
+    # every tile: one model and six outputs, each exported exactly once
+    assert c["exports_submitted"] == N_TILES * EXPORTS_PER_TILE
+    assert c["tasks_succeeded"] == N_TILES * EXPORTS_PER_TILE
+    _no_duplicates(standin)
+    assert c["running_max"] <= 2
+    assert c["invalid_expressions"] == 0 and c["compute_unsupported"] == 0 and c["handler_errors"] == 0
+    # one paged listOperations per poll, never per task: far fewer than tasks x polls
+    assert 0 < c["list_operations_calls"] <= 3 * N_TILES * EXPORTS_PER_TILE
+    assert c["get_operation_calls"] == 0
+    m = manifest(run_dir)
+    assert m["backend"] == "gee" and m["complete"] and m["synthetic"]
+    assert m["tile_counts"] == {"done": N_TILES}
+    models = [a for a in standin.state.assets if "/models/" in a]
+    assert len(models) == N_TILES
+    for name in models:
+        props = standin.state.assets[name]["properties"]
+        assert props["science_hash"] == m["science_hash"] and props["tile_id"] in name
+        assert props["bands"].split(",") == ["constant", "VV_mean", "VH_mean", "VV_diff", "VH_diff", "VV_Nmean",
+                                             "VH_Nmean", "VV_Ndiff", "VH_Ndiff"]
+    for tile in m["tiles"]:
+        assert tile["status"] == "done"
+        assert set(tile["outputs"]) == {"filled", "mask", "prediction", "observation", "gaps", "images"}
+        for out in tile["outputs"].values():
+            assert out["status"] == "done" and out["parts"][0]["asset"] in standin.state.assets
+    assert (run_dir / "tiles.parquet").exists() and (run_dir / "tiles.geojson").exists()
+    assert (run_dir / "images.csv").exists()
+    # the folders the engine created
+    run_folder = m["earth_engine"]["asset_folder"]
+    assert standin.state.assets[run_folder]["type"] == "FOLDER"
+
+
+def test_faults_splits_and_one_permanent_failure(tmp_path, creds):
+    """30 % 429, 5 % 500, memory failures on the largest tiles, one permanent failure."""
+    with StandIn(task_seconds=0.03, running_cap=2, fault_429=0.3, fault_500=0.05, memory_limit_pixels=12e6,
+                 permanent_fail=[("x4-y-52", "Image.select: Pattern 'SR_B9' did not match any bands.")],
+                 seed=3) as s:
+        run_dir = tmp_path / "run"
+        code = run_engine(s.url, run_dir, write_config(tmp_path))
+        c = s.counters
+        assert c["faults_429"] > 20 and c["faults_500"] > 0
+        assert c["running_max"] <= 2
+        assert c["tasks_failed"] == 3  # the permanent failure + the two tiles over the memory limit
+        _no_duplicates(s)
+    assert code == 1  # the run goes on, the exit status reports the failed tile
+    m = manifest(run_dir)
+    tiles = {t["id"]: t for t in m["tiles"]}
+    failed = [t for t in tiles.values() if t["status"] == "failed"]
+    assert [t["id"] for t in failed] == ["32755-30m-4096px-x4-y-52"]
+    assert "Pattern 'SR_B9' did not match any bands" in failed[0]["error"]
+    assert m["failures"] == {"32755-30m-4096px-x4-y-52": failed[0]["error"]}
+    split = [t for t in tiles.values() if t["status"] == "split"]
+    assert sorted(t["id"] for t in split) == ["32755-30m-4096px-x4-y-51", "32755-30m-4096px-x5-y-51"]
+    for parent in split:
+        assert "User memory limit exceeded" in parent["message"]
+        assert len(parent["children"]) == 4
+        for child in parent["children"]:
+            assert tiles[child]["parent"] == parent["id"] and tiles[child]["status"] == "done"
+            assert child.startswith(parent["id"]) and child[-1] in "abcd"
+    assert sum(t["status"] == "done" for t in tiles.values()) == 2 + 8
+    with Ledger(run_dir / "ledger.sqlite") as ledger:
+        assert ledger.get("32755-30m-4096px-x4-y-51", "train").status == "split"
+    import geopandas as gpd
+
+    index = gpd.read_parquet(run_dir / "tiles.parquet")
+    assert dict(Counter(index["status"])) == {"done": 10, "split": 2, "failed": 1}
+
+
+def test_expression_check_catches_a_wrong_function_or_argument(tmp_path, creds, standin, monkeypatch, capsys):
+    import ee
+
+    from engine.gee import expressions as X
+
+    original = X.covariates
+
+    def broken(spec, s1, day, vv, vh):
+        cov = original(spec, s1, day, vv, vh)
+        select = ee.ApiFunction.lookup("Image.select")
+        wrong = ee.ApiFunction("Image.selectt", select.getSignature())  # a function Earth Engine does not have
+        return ee.Image(ee.ComputedObject(wrong, {"input": cov, "bandSelectors": list(X.COV_BANDS)}))
+
+    monkeypatch.setattr(X, "covariates", broken)
+    code = run_engine(standin.url, tmp_path / "run", write_config(tmp_path))
+    err = capsys.readouterr().err
+    assert code != 0
+    assert "Unknown function: Image.selectt" in err
+    assert standin.counters["invalid_expressions"] > 0
+    assert standin.counters["tasks_started"] == 0
+
+    def bad_argument(spec, s1, day, vv, vh):
+        cov = original(spec, s1, day, vv, vh)
+        return ee.Image(ee.ComputedObject(ee.ApiFunction.lookup("Image.select"), {"input": cov, "bandz": ["VV_mean"]}))
+
+    monkeypatch.setattr(X, "covariates", bad_argument)
+    code = run_engine(standin.url, tmp_path / "run2", write_config(tmp_path))
+    assert code != 0
+    assert "Image.select, argument 'bandz': unknown argument." in capsys.readouterr().err
+
+
+def _train_exports(s: StandIn) -> int:
+    return sum(d.startswith("sarinfill_train_") for d in descriptions(s))
+
+
+def test_models_reused_with_same_config_and_retrained_on_change(tmp_path, creds, standin):
+    cfg = write_config(tmp_path)
+    assert run_engine(standin.url, tmp_path / "a" / "job", cfg) == 0
+    assert _train_exports(standin) == N_TILES
+    # a second run (new run directory, same run name, same configuration): models reused
+    assert run_engine(standin.url, tmp_path / "b" / "job", cfg) == 0
+    assert _train_exports(standin) == N_TILES
+    m = manifest(tmp_path / "b" / "job")
+    assert all(t["train"]["reused"] for t in m["tiles"])
+    # a science change creates new models
+    cfg2 = write_config(tmp_path, "config2.json", PCA_COMPONENT_RATIO=0.2)
+    assert run_engine(standin.url, tmp_path / "c" / "job", cfg2) == 0
+    assert _train_exports(standin) == 2 * N_TILES
+    m2 = manifest(tmp_path / "c" / "job")
+    assert m2["science_hash"] != m["science_hash"]
+    for t in m2["tiles"]:
+        props = standin.state.assets[t["train"]["asset"]]["properties"]
+        assert props["science_hash"] == m2["science_hash"] and not t["train"]["reused"]
+    _no_duplicates_per_run = Counter(descriptions(standin))
+    assert max(_no_duplicates_per_run.values()) <= 3  # at most once per run
+    # the same run directory again: nothing to do at all
+    before = standin.counters["exports_submitted"]
+    assert run_engine(standin.url, tmp_path / "c" / "job", cfg2) == 0
+    assert standin.counters["exports_submitted"] == before
+
+
+def test_kill_while_tasks_run_then_resume(tmp_path, creds):
+    with StandIn(task_seconds=0.5, running_cap=2) as s:
+        run_dir = tmp_path / "run"
+        cfg = write_config(tmp_path, POLL_INTERVAL_S=0.1)
+        proc = subprocess.Popen([sys.executable, *engine_argv(s.url, run_dir, cfg)], cwd=REPO,
+                                env=subprocess_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            deadline = time.monotonic() + 90
+            while time.monotonic() < deadline:
+                if s.counters["tasks_started"] >= 8 and s.state.operations("RUNNING"):
+                    break
+                assert proc.poll() is None, proc.stderr.read().decode()
+                time.sleep(0.02)
+            else:
+                pytest.fail("the run never got going")
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.stderr.close()
+        running_at_kill = len(s.state.operations("RUNNING")) + len(s.state.operations("PENDING"))
+        assert running_at_kill > 0
+        s.state.configure(task_seconds=0.05)
+        from engine.cli import main
+
+        assert main(["resume", str(run_dir), "-q"]) == 0
+        c = s.counters
+        assert c["exports_submitted"] == N_TILES * EXPORTS_PER_TILE  # nothing exported twice
+        _no_duplicates(s)
+        assert c["tasks_succeeded"] == N_TILES * EXPORTS_PER_TILE
+        assert c["running_max"] <= 2
+    m = manifest(run_dir)
+    assert m["complete"] and m["tile_counts"] == {"done": N_TILES}
+    with Ledger(run_dir / "ledger.sqlite") as ledger:
+        assert all(r.attempts == 1 for r in ledger.records() if r.tile_id != "_aoi")
+
+
+def test_missing_project_is_one_line_error(tmp_path, creds, standin, capsys):
+    code = run_engine(standin.url, tmp_path / "run", write_config(tmp_path), project=None)
+    err = capsys.readouterr().err
+    assert code != 0
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ")
+    assert "no Earth Engine project" in err and "--project" in err and "EE_PROJECT" in err
+    assert standin.counters["requests.total"] == 0
+    assert not (tmp_path / "run").exists()
+
+
+def test_missing_credentials_is_one_line_error(tmp_path, monkeypatch, standin, capsys):
+    monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path / "home" / "gcloud"))
+    monkeypatch.setenv("NO_GCE_CHECK", "True")
+    code = run_engine(standin.url, tmp_path / "run", write_config(tmp_path))
+    err = capsys.readouterr().err
+    assert code != 0
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ")
+    assert "earthengine authenticate" in err and "GOOGLE_APPLICATION_CREDENTIALS" in err
+    assert standin.counters["requests.total"] == 0
+    # both missing: one message naming both remedies
+    monkeypatch.delenv("EE_PROJECT", raising=False)
+    code = run_engine(standin.url, tmp_path / "run", write_config(tmp_path), project=None)
+    err = capsys.readouterr().err
+    assert code != 0 and len(err.strip().splitlines()) == 1
+    assert "earthengine authenticate" in err and "--project" in err
+
+
+def test_quota_refused_before_any_request(tmp_path, creds, standin, capsys):
+    from engine.cli import main
+
+    code = main(["run", "--backend", "gee", "--aoi", "091084", "--mission", "L8", "--tile-size", "128",
+                 "--ee-url", standin.url, "--project", "p", "--run-dir", str(tmp_path / "run"), "--yes", "-q"])
+    err = capsys.readouterr().err
+    assert code != 0
+    assert "10,000-asset" in err and "EXPORT_DESTINATION" in err and "--tile-size" in err
+    assert standin.counters["requests.total"] == 0
+    assert not (tmp_path / "run").exists()
+
+
+def test_tokens_never_logged_or_written(tmp_path, creds, standin, caplog, capsys):
+    caplog.set_level(logging.DEBUG)
+    run_dir = tmp_path / "run"
+    code = run_engine(standin.url, run_dir, write_config(tmp_path), "-vv")
+    out = capsys.readouterr()
+    assert code == 0
+    texts = [out.out, out.err, caplog.text]
+    for path in run_dir.rglob("*"):
+        if path.is_file():
+            texts.append(path.read_bytes().decode("utf-8", errors="replace"))
+    for secret in SECRETS:
+        assert all(secret not in t for t in texts), secret
+    # the ledger records where credentials came from, not what they are
+    with Ledger(run_dir / "ledger.sqlite") as ledger:
+        assert ledger.get_meta("gee")["credentials"] == "GOOGLE_APPLICATION_CREDENTIALS"
+    assert json.loads((run_dir / "manifest.json").read_text())["earth_engine"]["project"] == "p"
