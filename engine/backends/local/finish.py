@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from engine.backends.base import GlobalStats, Reduction, TileOutcome
-from engine.backends.local.inputs import inside_mask, observation_and_mask
+from engine.backends.local.inputs import inside_mask
 from engine.backends.local.train import lattice
 from engine.context import RunContext
 from engine.cube import write_tile
@@ -15,11 +15,6 @@ from engine.science.pca import pca_smooth
 from engine.science.skill import SkillAccumulator, gap_length, linear_interp_baseline, whittaker_baseline
 from engine.sources.base import Source
 from tiling.grid import Tile
-
-
-def _margin_geobox(tile: Tile):
-    col, row, w, h = tile.window
-    return tile.grid.geobox(col - 1, row - 1, w + 2, h + 2)
 
 
 def score(obs: np.ndarray, mask: np.ndarray, pred: np.ndarray, filled: np.ndarray, labels: np.ndarray,
@@ -66,7 +61,8 @@ def finish_tile(ctx: RunContext, tile: Tile, stats: GlobalStats, reduction: Redu
     ids = list(paired["id"])
     labels = paired["split"].to_numpy()
     days = paired["day"].to_numpy()
-    pred = np.load(rd.work_dir(tile.id) / "pred.npy")
+    work = rd.work_dir(tile.id)
+    pred, obs, mask = (np.load(work / f"{name}.npy") for name in ("pred", "obs", "mask"))
 
     # Step 8: temporal PCA smoothing with the AOI-wide basis.
     smoothed = pca_smooth(pred, reduction.basis) if reduction.basis is not None else pred
@@ -77,10 +73,8 @@ def finish_tile(ctx: RunContext, tile: Tile, stats: GlobalStats, reduction: Redu
             ps, os_ = reduction.calibration[image_id]
             calibrated[i] = calibrate(smoothed[i], ps, os_)
     # Step 10: fill and focal median, on core + 1 px margin, then crop.
-    mgbox = _margin_geobox(tile)
-    obs, mask = observation_and_mask(source, mgbox, p.OPTICAL_MISSION, ids, labels, stats.donor_id)
     filled = fill(obs, mask, calibrated)
-    inside = inside_mask(mgbox, ctx.plan.aoi)[1:-1, 1:-1]
+    inside = inside_mask(tile.geobox(), ctx.plan.aoi)
     core = (slice(None), slice(1, -1), slice(1, -1))
     obs, mask, calibrated, smoothed, filled = (a[core] for a in (obs, mask, calibrated, smoothed, filled))
 

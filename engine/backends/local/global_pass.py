@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 MIN_PAIRS = 10
 MIN_PIXEL_COUNT = 100  # images with PIXEL_COUNT_AOI <= 100 (at the 100 m statistics scale) are dropped
 MAX_SAMPLE_POINTS = 400_000  # the sample lattice coarsens (odd steps) to stay under this
-MAX_SKILL_PIXELS = 2_000_000  # above this many AOI pixels, skill is scored on every 3rd pixel
+MAX_SKILL_PIXELS = 250_000  # held-out skill is scored on a lattice coarsened (odd steps) to about this many pixels
 
 
 def nearest_odd(x: float) -> int:
@@ -40,6 +40,14 @@ def sample_step(aoi_area: float, resolution: float, stats_scale: float) -> int:
     """Odd lattice step ~ stats_scale / resolution, coarsened until the AOI holds few enough points."""
     step = nearest_odd(stats_scale / resolution)
     while aoi_area / (step * resolution) ** 2 > MAX_SAMPLE_POINTS:
+        step += 2
+    return step
+
+
+def skill_step(aoi_pixels: float) -> int:
+    """Odd lattice step for held-out skill: every pixel for small AOIs, about MAX_SKILL_PIXELS otherwise."""
+    step = 1
+    while aoi_pixels / step**2 > MAX_SKILL_PIXELS:
         step += 2
     return step
 
@@ -148,6 +156,5 @@ def global_pass(ctx: RunContext, source: Source) -> GlobalStats:
             notes.append(f"no paired image has 50-55 % cloud; validation mask borrowed from {donor_id} ({pct:.1f} %)")
     elif (labels == "Validation").any():
         notes.append("no partly cloudy image to lend its mask: validation images get no artificial cloud")
-    aoi_pixels = aoi.area / grid.resolution**2
     return GlobalStats(images=images, sar=sar.assign(day=sar_days)[["id", "time", "day"]], donor_id=donor_id,
-                       sample_step=step, skill_step=1 if aoi_pixels <= MAX_SKILL_PIXELS else 3, notes=notes)
+                       sample_step=step, skill_step=skill_step(aoi.area / grid.resolution**2), notes=notes)

@@ -10,7 +10,6 @@ from odc.geo.geobox import GeoBox
 from shapely.geometry.base import BaseGeometry
 
 from engine.science.optical import cloud_mask, ndvi
-from engine.science.split import apply_artificial_mask
 from engine.sources.base import Source
 
 EPOCH = np.datetime64("1970-01-01", "D")
@@ -77,15 +76,3 @@ def read_sar(source: Source, geobox: GeoBox, ids: Sequence[str]) -> tuple[np.nda
         vv[i:i + len(chunk)] = ds["vv"].values
         vh[i:i + len(chunk)] = ds["vh"].values
     return vv, vh
-
-
-def observation_and_mask(source: Source, geobox: GeoBox, mission: str, ids: Sequence[str],
-                         labels: np.ndarray, donor_id: str | None) -> tuple[np.ndarray, np.ndarray]:
-    """Observed NDVI and ``Mask`` codes 0-3 (artificial cloud on validation images) for the paired images."""
-    opt = read_optical(source, geobox, ids, mission)
-    mask = opt.mask_codes()
-    if donor_id is not None and (labels == "Validation").any():
-        donor = read_optical(source, geobox, [donor_id], mission)
-        donor_cloud = (donor.valid & donor.cloudy)[0].astype(np.uint8)
-        mask = apply_artificial_mask(mask, labels, donor_cloud)
-    return opt.ndvi, mask

@@ -100,33 +100,37 @@ def train_tile(ctx: RunContext, tile: Tile, stats: GlobalStats, source: Source) 
     cov = sar_science.covariates(vv_c, vh_c, pimg["vv_mean"].to_numpy(np.float32), pimg["vh_mean"].to_numpy(np.float32))
 
     # Step 6: per-pixel robust regression on the core + 1 px margin, pixels inside the AOI only.
-    hh, hw = inside_h.shape
-    in_margin = np.zeros_like(inside_h)
-    in_margin[margin] = inside_h[margin]
-    idx = np.flatnonzero(in_margin.ravel())  # flat indices into the haloed window
+    inside_m = inside_h[margin]
+    hm, wm = inside_m.shape
     n_dates = len(days)
-    cov_px = np.ascontiguousarray(cov.reshape(8, n_dates, hh * hw)[:, :, idx])
+    idx = np.flatnonzero(inside_m.ravel())
+    all_inside = idx.size == hm * wm
+    # a sequential copy of the margin window; a gather only where the AOI cuts the tile
+    cov_px = np.ascontiguousarray(cov[:, :, margin[0], margin[1]]).reshape(8, n_dates, hm * wm)
     del cov
-    y_px = np.ascontiguousarray(ndvi.reshape(n_dates, -1)[:, idx])
+    y_px = np.ascontiguousarray(ndvi[:, margin[0], margin[1]]).reshape(n_dates, hm * wm)
+    m_px = mask[:, margin[0], margin[1]].reshape(n_dates, hm * wm)
+    if not all_inside:
+        cov_px, y_px, m_px = cov_px[:, :, idx], y_px[:, idx], m_px[:, idx]
     is_train = np.isin(labels, TRAIN_LABELS)[:, None]
-    train = is_train & (mask.reshape(n_dates, -1)[:, idx] == 0) & np.isfinite(y_px)
-    train &= np.isfinite(cov_px).all(axis=0)
+    train = is_train & (m_px == 0) & np.isfinite(y_px)
     coef_px = robust_fit(cov_px, y_px, train)
-    coef = np.full((len(COEF_BANDS), hh * hw), np.nan, np.float32)
+    coef = np.full((len(COEF_BANDS), hm * wm), np.nan, np.float32)
     coef[:, idx] = coef_px
-    coef = coef.reshape(len(COEF_BANDS), hh, hw)
+    coef = coef.reshape(len(COEF_BANDS), hm, wm)
     model_path = rd.tile_dir(tile.id) / "model.tif"
-    model_sha = save_model(model_path, coef[:, core[0], core[1]], tile)  # saved before it is used
+    model_sha = save_model(model_path, coef[:, 1:-1, 1:-1], tile)  # saved before it is used
 
     # Step 7: predictions for every paired image (core + margin), kept for stage B.
-    pred = np.full((n_dates, hh * hw), np.nan, np.float32)
+    pred = np.full((n_dates, hm * wm), np.nan, np.float32)
     pred[:, idx] = predict(cov_px, coef_px)
-    pred = np.ascontiguousarray(pred.reshape(n_dates, hh, hw)[:, margin[0], margin[1]])
+    pred = pred.reshape(n_dates, hm, wm)
     work = rd.work_dir(tile.id)
-    pred_path = work / "pred.npy"
-    with atomic_path(pred_path) as tmp:
-        with open(tmp, "wb") as fh:
-            np.save(fh, pred)
+    work_files = {"pred": pred, "obs": ndvi[:, margin[0], margin[1]], "mask": mask[:, margin[0], margin[1]]}
+    for name, array in work_files.items():
+        with atomic_path(work / f"{name}.npy") as tmp:
+            with open(tmp, "wb") as fh:
+                np.save(fh, np.ascontiguousarray(array))
 
     # Rows of the statistics sample for the global reduce (PCA basis, calibration).
     sel = lattice(tile.window, stats.sample_step) & inside_core
@@ -147,7 +151,8 @@ def train_tile(ctx: RunContext, tile: Tile, stats: GlobalStats, source: Source) 
     return TileOutcome(
         tile.id, "train", "done",
         outputs={"model": {"path": str(model_path.relative_to(rd.root)), "sha256": model_sha},
-                 "pred": {"path": str(pred_path.relative_to(rd.root)), "sha256": sha256_file(pred_path), "work": True},
+                 **{name: {"path": str((work / f"{name}.npy").relative_to(rd.root)),
+                           "sha256": sha256_file(work / f"{name}.npy"), "work": True} for name in work_files},
                  "sample": {"path": str(sample_path.relative_to(rd.root)), "sha256": sha256_file(sample_path),
                             "work": True},
                  **{name: {"cube": name, "sha256": s} for name, s in sums.items()}},
