@@ -50,11 +50,14 @@ def composite(
 
 
 def covariates(
-    vv: np.ndarray, vh: np.ndarray, vv_mean: np.ndarray, vh_mean: np.ndarray, radius: int = 10
+    vv: np.ndarray, vh: np.ndarray, vv_mean: np.ndarray, vh_mean: np.ndarray, radius: int = 10,
+    crop: tuple[slice, slice] | None = None,
 ) -> np.ndarray:
     """The 8 SAR covariates (8, T, y, x) float32 in ``COVARIATES`` order, each focal-median smoothed.
 
     ``vv``/``vh`` are the (T, y, x) composites, ``vv_mean``/``vh_mean`` the (T,) AOI-wide means.
+    ``crop`` (a (rows, cols) slice pair) returns only that window, computed from the whole input, so
+    a haloed tile never holds the full 8-band stack.
     ``*_mean`` = the AOI mean broadcast (NaN where the composite is NaN), ``*_diff`` = composite -
     AOI mean, ``*_Nmean`` = ``box_mean(composite, radius)``, ``*_Ndiff`` = composite - Nmean; then
     every band goes through ``focal_median3`` (step 4).
@@ -74,16 +77,19 @@ def covariates(
         if m.shape != (t,):
             raise ValueError(f"{name} must have one value per date ({t}), got shape {m.shape}")
         means.append(m[:, None, None])
-    out = np.empty((len(COVARIATES), *vv.shape), dtype=np.float32)
+    rows, cols = crop if crop is not None else (slice(None), slice(None))
+    shape = vv[:, rows, cols].shape
+    out = np.empty((len(COVARIATES), *shape), dtype=np.float32)
     raw = np.empty(vv.shape, dtype=np.float32)  # one band before smoothing, reused
+    smooth = np.empty(vv.shape, dtype=np.float32)  # one smoothed band, reused
     for j, (comp, mean) in enumerate(zip((vv, vh), means)):
         nmean = box_mean(comp, radius)
-        smooth = out[2 + j]
-        focal_median3(comp, out=smooth)  # median(composite); becomes *_diff below
-        np.copyto(out[0 + j], mean)
-        out[0 + j][np.isnan(smooth)] = np.nan
-        np.subtract(smooth, mean, out=smooth)
-        focal_median3(nmean, out=out[4 + j])
+        focal_median3(comp, out=smooth)  # median(composite) -> *_mean and *_diff
+        out[0 + j] = np.where(np.isnan(smooth[:, rows, cols]), np.float32(np.nan), mean)
+        np.subtract(smooth[:, rows, cols], mean, out=out[2 + j])
+        focal_median3(nmean, out=smooth)
+        out[4 + j] = smooth[:, rows, cols]
         np.subtract(comp, nmean, out=raw)
-        focal_median3(raw, out=out[6 + j])
+        focal_median3(raw, out=smooth)
+        out[6 + j] = smooth[:, rows, cols]
     return out

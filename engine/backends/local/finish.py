@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from engine.backends.base import GlobalStats, Reduction, TileOutcome
-from engine.backends.local.inputs import inside_mask
+from engine.backends.local.inputs import Stopwatch, inside_mask
 from engine.backends.local.train import lattice
 from engine.context import RunContext
 from engine.cube import write_tile
@@ -93,11 +93,13 @@ def finish_tile(ctx: RunContext, tile: Tile, stats: GlobalStats, reduction: Redu
     mae = {"sum": err.sum(axis=(1, 2)).tolist(), "n": clear.sum(axis=(1, 2)).tolist()}
 
     sel = lattice(tile.window, stats.skill_step) & inside
+    reading = Stopwatch()
     truth = None
     if source.synthetic:
-        t = source.read_truth_ndvi(tile.geobox(), ids)
+        with reading:
+            t = source.read_truth_ndvi(tile.geobox(), ids)
         truth = None if t is None else np.asarray(t.values, np.float32)[:, sel]
     skill = score(obs[:, sel], mask[:, sel], calibrated[:, sel], filled[:, sel], labels, days, truth)
     return TileOutcome(tile.id, "finish", "done",
                        outputs={name: {"cube": name, "sha256": s} for name, s in sums.items()},
-                       stats={"mae": mae, "skill": skill})
+                       stats={"mae": mae, "skill": skill, "read_s": round(reading.seconds, 3)})

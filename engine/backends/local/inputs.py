@@ -1,6 +1,7 @@
 """Reading a window's inputs from a source and turning them into the algorithm's arrays."""
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -29,6 +30,21 @@ def inside_mask(geobox: GeoBox, aoi: BaseGeometry) -> np.ndarray:
     xx, yy = np.meshgrid(x, y)
     shapely.prepare(aoi)
     return shapely.contains_xy(aoi, xx, yy)
+
+
+class Stopwatch:
+    """Accumulates the seconds spent inside ``with`` blocks (source reads, reported separately)."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self._t0 = 0.0
+
+    def __enter__(self) -> Stopwatch:
+        self._t0 = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.seconds += time.perf_counter() - self._t0
 
 
 @dataclass

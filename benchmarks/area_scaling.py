@@ -1,0 +1,76 @@
+"""Area scaling of the local backend on the synthetic source: from ~10 km2 to a whole WRS-2 scene.
+
+    python -m benchmarks.area_scaling [--areas 10,100,1000,5000,scene] [--mission L8] [--years 2]
+                                        [--workers 2] [--out benchmarks/results]
+
+Prints one row per AOI (wall time per stage, source read time, peak memory of the process tree),
+writes CSV and PNG, and the fitted exponent of wall time against area.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+from pathlib import Path
+
+import pandas as pd
+
+from benchmarks.harness import fitted_exponent, machine, make_context, run_case, square_aoi
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--areas", default="10,100,1000,5000,scene", help="km2 list; 'scene' = the whole WRS-2 scene")
+    ap.add_argument("--mission", default="L8")
+    ap.add_argument("--years", type=int, default=2)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    ap.add_argument("--scratch", type=Path, default=Path("runs/bench"))
+    args = ap.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    start = dt.date(2021, 1, 1)
+    end = start.replace(year=start.year + args.years)
+    rows = []
+    print(f"machine: {machine()}")
+    for spec in args.areas.split(","):
+        area = 1e9 if spec == "scene" else float(spec)
+        aoi = square_aoi(area)
+        ctx = make_context(aoi, args.scratch / f"area_{spec}", OPTICAL_MISSION=args.mission, START_DATE=start,
+                           END_DATE=end, WORKERS=args.workers)
+        row = run_case(ctx)
+        rows.append(row)
+        print(", ".join(f"{k}={v}" for k, v in row.items()), flush=True)
+    table = pd.DataFrame(rows)
+    table.to_csv(args.out / "area_scaling.csv", index=False)
+    exponent = fitted_exponent(list(table["area_km2"]), list(table["wall_s"]))
+    big = table[table["area_km2"] >= 100]
+    exponent_big = fitted_exponent(list(big["area_km2"]), list(big["wall_s"])) if len(big) >= 2 else float("nan")
+    print(f"fitted exponent of wall time against area: {exponent:.3f} (all AOIs), {exponent_big:.3f} (>= 100 km2)")
+    plot(table, args.out / "area_scaling.png", exponent)
+    print(f"wrote {args.out / 'area_scaling.csv'} and {args.out / 'area_scaling.png'}")
+
+
+def plot(table: pd.DataFrame, path: Path, exponent: float) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
+    a.loglog(table["area_km2"], table["wall_s"], "o-", label=f"wall (exponent {exponent:.2f})")
+    for stage in ("train_s", "finish_s"):
+        if stage in table:
+            a.loglog(table["area_km2"], table[stage], ".--", label=stage[:-2])
+    a.set_xlabel("AOI area (km2)")
+    a.set_ylabel("seconds")
+    a.legend()
+    a.set_title("Local backend: time against area")
+    b.semilogx(table["area_km2"], table["peak_rss_mb"] / 1024, "o-")
+    b.set_xlabel("AOI area (km2)")
+    b.set_ylabel("peak memory (GiB)")
+    b.set_title("Peak memory of driver + workers")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+if __name__ == "__main__":
+    main()

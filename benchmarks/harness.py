@@ -1,0 +1,123 @@
+"""Shared harness of the scaling benchmarks: build a job, run it, measure wall time and peak memory.
+
+Peak memory is the largest sum of resident memory over the driver and all its child processes
+(the dask workers), sampled every 0.2 s.
+"""
+from __future__ import annotations
+
+import math
+import platform
+import shutil
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psutil
+import shapely
+from pyproj import Transformer
+
+from AOI.resolve import AOI, resolve_aoi
+from config.parameters import load_parameters
+from engine.context import RunContext
+from engine.ledger import Ledger
+from engine.run import SilentProgress, execute
+from tiling.budget import Budget, estimate_dates
+from tiling.plan import plan_tiles
+
+SCENE = "091084"
+
+
+class PeakMemory:
+    """Samples the RSS of this process tree in a thread; ``peak`` in bytes."""
+
+    def __init__(self, interval: float = 0.2) -> None:
+        self.interval = interval
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _sample(self) -> int:
+        me = psutil.Process()
+        total = 0
+        for proc in [me, *me.children(recursive=True)]:
+            try:
+                total += proc.memory_info().rss
+            except psutil.Error:
+                pass
+        return total
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self._sample())
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> PeakMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def square_aoi(area_km2: float, scene: str = SCENE) -> AOI:
+    """A square of ``area_km2`` centred on the scene's centre (or the whole scene when larger)."""
+    whole = resolve_aoi(scene)
+    if area_km2 >= whole.area_km2:
+        return whole
+    tr = Transformer.from_crs(f"EPSG:{whole.epsg}", "EPSG:4326", always_xy=True)
+    c = whole.projected().centroid
+    half = math.sqrt(area_km2) * 1000 / 2
+    square = shapely.box(c.x - half, c.y - half, c.x + half, c.y + half)
+    lonlat = shapely.transform(square, lambda xy: np.column_stack(tr.transform(xy[:, 0], xy[:, 1])))
+    return AOI(name=f"square_{area_km2:g}km2", kind="bbox", geometry=lonlat, epsg=whole.epsg)
+
+
+def make_context(aoi: AOI, run_dir: Path, **overrides: Any) -> RunContext:
+    params, _ = load_parameters(None, {"RUN_DIR": str(run_dir), **overrides})
+    days = (params.END_DATE - params.START_DATE).days
+    budget = Budget(estimate_dates(params.OPTICAL_MISSION, days), int(params.TILE_BUDGET_MB * 2**20), params.TILE_HALO)
+    plan = plan_tiles(aoi.projected(), aoi.epsg, params.scale, budget, params.TILE_SIZE)
+    return RunContext(params=params, aoi=aoi, plan=plan, run_dir=run_dir)
+
+
+def run_case(ctx: RunContext, keep: bool = False) -> dict[str, Any]:
+    """Run the job from scratch and return its figures."""
+    shutil.rmtree(ctx.run_dir, ignore_errors=True)
+    t0 = time.perf_counter()
+    with PeakMemory() as mem:
+        result = execute(ctx, SilentProgress())
+    wall = time.perf_counter() - t0
+    with Ledger(ctx.run_dir / "ledger.sqlite") as ledger:
+        read_s = sum(r.stats.get("read_s", 0.0) for r in ledger.records() if r.stage in ("train", "finish"))
+    disk = sum(f.stat().st_size for f in ctx.run_dir.rglob("*") if f.is_file())
+    row = {
+        "aoi": ctx.aoi.name,
+        "area_km2": round(ctx.aoi.area_km2, 2),
+        "aoi_pixels": ctx.plan.aoi_pixels,
+        "tiles": len(ctx.plan.tiles),
+        "tile_px": ctx.plan.grid.tile_size,
+        "dates": int(result.stats.paired.shape[0]),
+        "years": round((ctx.params.END_DATE - ctx.params.START_DATE).days / 365.25, 2),
+        "wall_s": round(wall, 2),
+        **{f"{k}_s": round(v, 2) for k, v in result.timings.items()},
+        "source_read_cpu_s": round(read_s, 2),
+        "peak_rss_mb": round(mem.peak / 2**20),
+        "disk_mb": round(disk / 2**20),
+        "complete": result.complete,
+    }
+    if not keep:
+        shutil.rmtree(ctx.run_dir, ignore_errors=True)
+    return row
+
+
+def fitted_exponent(x: list[float], y: list[float]) -> float:
+    """Slope of log(y) against log(x) (least squares)."""
+    return float(np.polyfit(np.log(x), np.log(y), 1)[0])
+
+
+def machine() -> str:
+    return (f"{platform.machine()}, {psutil.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB, "
+            f"Python {platform.python_version()}")
