@@ -70,6 +70,9 @@ class Job:
     submit_failures: int = 0
     not_before: float = 0.0
     submitted_at: float = 0.0
+    attempt_recorded: bool = False
+    body: dict[str, Any] | None = field(default=None, repr=False)
+    build_error: str | None = None
 
     @property
     def key(self) -> tuple[str, str]:
@@ -154,8 +157,12 @@ class Dispatcher:
                     wait = min(j.not_before for j in self.queue) - self.clock()
                     self.sleep(max(wait, 0.0))
                 continue
+            self._prepare_next()  # build the next bodies while the running tasks run
             self.sleep(self._next_delay())
-            self._poll()
+            finished = self._poll()
+            self._submit_ready()  # refill the freed slots first, then do the bookkeeping
+            for job, op in finished:
+                self._finished(job, op)
         return self.outcomes
 
     # --- submission -----------------------------------------------------------------------------
@@ -170,15 +177,34 @@ class Dispatcher:
             self._submit(job)
         self.queue.extendleft(reversed(skipped))
 
-    def _submit(self, job: Job) -> None:
-        if not job.resubmit and job.submit_failures == 0:
+    def _prepare_next(self) -> None:
+        for job in list(self.queue)[: self.cap]:
+            if job.body is None and job.not_before <= self.clock():
+                self._prepare(job)
+
+    def _prepare(self, job: Job) -> bool:
+        """Record the attempt (before any request) and build the request body; False if it failed."""
+        if not job.resubmit and job.submit_failures == 0 and job.attempt_recorded is False:
             self.ledger.start(job.tile_id, job.stage, self.h)
             rec = self.ledger.get(job.tile_id, job.stage)
             job.attempt = rec.attempts if rec else 1
+            job.attempt_recorded = True
+        try:
+            job.body = self.build(job)
+        except Exception as e:  # noqa: BLE001 - one tile's bad request must not stop the others
+            log.exception("%s %s: cannot build the export request", job.stage, job.tile_id)
+            job.body = None
+            job.build_error = f"cannot build the export request: {type(e).__name__}: {e}"
+            return False
+        return True
+
+    def _submit(self, job: Job) -> None:
+        if job.body is None and not self._prepare(job):
+            self._settle(Outcome(job, "failed", job.build_error or "the export request could not be built"))
+            return
         rid = request_id(job.tile_id, job.stage, self.h, job.attempt)
         try:
-            body = self.build(job)
-            op = self.api.export(job.kind, body, rid)
+            op = self.api.export(job.kind, job.body, rid)
         except TransientError as e:
             job.submit_failures += 1
             if job.submit_failures >= MAX_SUBMIT_FAILURES:
@@ -194,6 +220,7 @@ class Dispatcher:
         except EngineError as e:
             self._settle(Outcome(job, "failed", _explain_submit_error(job, str(e))))
             return
+        job.body = None  # sent; do not keep it
         job.operation = op["name"]
         job.submitted_at = self.clock()
         job.resubmit = False
@@ -215,8 +242,8 @@ class Dispatcher:
             soonest = min(soonest, now + self.poll_interval / 4 if end is None else end)
         return min(self.poll_interval, max(self.min_interval, soonest - now + 0.01))
 
-    def _poll(self) -> None:
-        """One paged listOperations: settle every finished operation we wait for."""
+    def _poll(self) -> list[tuple[Job, dict[str, Any]]]:
+        """One paged listOperations; returns the jobs whose operations finished (removed from active)."""
         self.stats.polls += 1
         waiting = set(self.active)
         seen: dict[str, dict[str, Any]] = {}
@@ -237,7 +264,7 @@ class Dispatcher:
                     break
         except TransientError as e:
             log.warning("listOperations failed (%s); polling again later", e)
-            return
+            return []
         if complete:  # some operations are not listed at all: ask for them one by one (rare)
             for name in waiting - set(seen):
                 self.stats.get_operation_calls += 1
@@ -247,6 +274,7 @@ class Dispatcher:
                     continue
                 seen[name] = op if op is not None else {"name": name, "done": True, "_missing": True}
         now = self.clock()
+        finished = []
         for name, op in seen.items():
             job = self.active.get(name)
             if job is None:
@@ -255,12 +283,13 @@ class Dispatcher:
             if op.get("done") or md.get("state") in ("SUCCEEDED", "FAILED", "CANCELLED"):
                 del self.active[name]
                 self._ends.pop(name, None)
-                self._finished(job, op)
+                finished.append((job, op))
             elif md.get("state") == "RUNNING":
                 remaining = _remaining(md)
                 self._ends[name] = None if remaining is None else now + remaining
             else:  # PENDING: queued behind other tasks of the project
                 self._ends[name] = now + self.poll_interval
+        return finished
 
     def _finished(self, job: Job, op: dict[str, Any]) -> None:
         md = op.get("metadata", {}) or {}

@@ -273,3 +273,61 @@ def test_tokens_never_logged_or_written(tmp_path, creds, standin, caplog, capsys
     with Ledger(run_dir / "ledger.sqlite") as ledger:
         assert ledger.get_meta("gee")["credentials"] == "GOOGLE_APPLICATION_CREDENTIALS"
     assert json.loads((run_dir / "manifest.json").read_text())["earth_engine"]["project"] == "p"
+
+
+def test_clear_existing_deletes_only_this_runs_assets(tmp_path, creds, standin, capsys):
+    run_dir = tmp_path / "run"
+    assert run_engine(standin.url, run_dir, write_config(tmp_path)) == 0
+    run_folder = manifest(run_dir)["earth_engine"]["asset_folder"]
+    # an asset the engine did not create, inside the run's folder
+    foreign = f"{run_folder}/my_own_notes"
+    standin.state.create_asset("projects/p", foreign.split("/assets/", 1)[1], {"type": "FOLDER"})
+    ours = {a for a in standin.state.assets if a.startswith(run_folder + "/") and a != foreign
+            and standin.state.assets[a]["type"] != "FOLDER"}
+    assert len(ours) == N_TILES * EXPORTS_PER_TILE
+    cfg = write_config(tmp_path, "clear.json", CLEAR_EXISTING=True)
+    # without --yes and without a terminal: refused, nothing deleted
+    from engine.cli import main
+
+    code = main(["run", "--backend", "gee", "--aoi", "091084", "--mission", "L8", "--tile-size", "4096",
+                 "--ee-url", standin.url, "--project", "p", "--run-dir", str(run_dir), "--config", str(cfg), "-q"])
+    assert code != 0 and "--yes" in capsys.readouterr().err
+    assert standin.counters["assets_deleted"] == 0
+    before = standin.counters["exports_submitted"]
+    assert run_engine(standin.url, run_dir, cfg) == 0
+    assert standin.counters["assets_deleted"] == len(ours)
+    assert foreign in standin.state.assets  # never deleted
+    assert standin.counters["exports_submitted"] - before == N_TILES * EXPORTS_PER_TILE  # everything redone
+    assert manifest(run_dir)["complete"]
+
+
+def test_cloud_storage_destination_and_no_mosaic_note(tmp_path, creds, standin):
+    run_dir = tmp_path / "run"
+    cfg = write_config(tmp_path, EXPORT_DESTINATION="gcs", EXPORT_BUCKET="my-bucket", EXPORT_MOSAIC=True)
+    assert run_engine(standin.url, run_dir, cfg) == 0
+    outputs = [t for t in standin.state.task_order if not t.description.startswith("sarinfill_train_")]
+    assert len(outputs) == N_TILES * 6
+    for t in outputs:
+        opts = t.request["fileExportOptions"]
+        assert opts["cloudStorageDestination"]["bucket"] == "my-bucket"
+        if t.kind == "EXPORT_IMAGE":
+            assert opts["fileFormat"] == "GEO_TIFF" and opts["geoTiffOptions"]["cloudOptimized"] is True
+        else:
+            assert opts["fileFormat"] == "CSV"
+    m = manifest(run_dir)
+    uris = [p["uri"] for t in m["tiles"] for o in t["outputs"].values() for p in o["parts"]]
+    assert len(uris) == N_TILES * 6 and all(u.startswith("gs://my-bucket/") for u in uris)
+    assert any("EXPORT_MOSAIC needs EXPORT_DESTINATION asset" in n for n in m["notes"])
+    # only the models are assets
+    assert sum(a.split("/")[-2] == "models" for a in standin.state.assets) == N_TILES
+
+
+def test_mosaic_per_output(tmp_path, creds, standin):
+    run_dir = tmp_path / "run"
+    assert run_engine(standin.url, run_dir, write_config(tmp_path, EXPORT_MOSAIC=True)) == 0
+    m = manifest(run_dir)
+    mosaics = m["products"]["mosaics"]
+    assert set(mosaics) == {"filled", "mask", "prediction", "observation", "gaps"}
+    for asset in mosaics.values():
+        assert asset in standin.state.assets
+    assert standin.counters["exports_submitted"] == N_TILES * EXPORTS_PER_TILE + 5
