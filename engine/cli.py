@@ -134,8 +134,14 @@ def build_parser() -> argparse.ArgumentParser:
 def _setup_logging(verbose: int, quiet: bool) -> None:
     level = logging.ERROR if quiet else (logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    noisy_level = max(level, logging.WARNING if verbose > 1 else logging.ERROR)
     for noisy in ("distributed", "googleapiclient", "urllib3", "rasterio", "numba", "fiona", "pyogrio", "bokeh", "tornado"):
-        logging.getLogger(noisy).setLevel(max(level, logging.WARNING if verbose > 1 else logging.ERROR))
+        logging.getLogger(noisy).setLevel(noisy_level)
+    # importing distributed (later, lazily) resets its loggers from dask's config ("distributed": info):
+    # give it ours, or -q runs and one-line errors get scheduler chatter and tracebacks on stderr
+    import dask
+
+    dask.config.set({"logging.distributed": logging.getLevelName(noisy_level).lower()})
 
 
 def main(argv: Sequence[str] | None = None) -> int:

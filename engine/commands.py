@@ -124,8 +124,9 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     st = read_status(Path(args.run_dir))
     run = st.run
-    console.print(f"{args.run_dir}: {run['aoi']['name']}, {run['params']['OPTICAL_MISSION']} "
-                  f"{run['params']['START_DATE']} to {run['params']['END_DATE']}, backend {run['params']['BACKEND']}")
+    prm = run["params"]
+    console.print(f"{args.run_dir}: {run['aoi'].get('name')}, {prm.get('OPTICAL_MISSION')} "
+                  f"{prm.get('START_DATE')} to {prm.get('END_DATE')}, backend {prm.get('BACKEND')}")
     t = Table(title="Stages", title_justify="left")
     for col in ("stage", "done", "empty", "split", "running", "failed", "pending"):
         t.add_column(col, justify="left" if col == "stage" else "right")
@@ -146,6 +147,51 @@ def cmd_status(args: argparse.Namespace) -> int:
     return st.exit_code
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from engine.report import build_report
+
+    result = build_report(Path(args.run_dir), Path(args.out) if args.out else None)
+    missing = f"; not available: {', '.join(sorted(result.missing))}" if result.missing else ""
+    console.print(f"report: {result.html} ({len(result.figures)} figures{missing})")
+    return 0
+
+
+def _report_extra(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a finished run directory (failed tiles are shown as such)")
+    p.add_argument("--out", metavar="DIR", help="where to write index.html and the PNGs (default RUN_DIR/report)")
+
+
+def cmd_export_stac(args: argparse.Namespace) -> int:
+    """Write the synthetic source over the plan's tiles (with halos) as COGs + a static STAC catalog."""
+    import pandas as pd
+
+    from engine.cube import cube_extent
+    from engine.sources.base import get_source
+    from engine.sources.stac_export import write_stac_catalog
+
+    ctx = _context(args)
+    p, grid = ctx.params, ctx.plan.grid
+    c0, r0, w, h = cube_extent(ctx.plan.tiles)
+    gbox = grid.geobox(c0 - grid.halo, r0 - grid.halo, w + 2 * grid.halo, h + 2 * grid.halo)
+    source = get_source("synthetic", seed=p.SYNTHETIC_SEED)
+    start, end = pd.Timestamp(p.START_DATE, tz="UTC"), pd.Timestamp(p.END_DATE, tz="UTC")
+    window = pd.Timedelta(days=p.SAR_WINDOW_DAYS)
+    console.print(f"writing synthetic {p.OPTICAL_MISSION} and S1 data over {w + 2 * grid.halo} x "
+                  f"{h + 2 * grid.halo} px to {args.out} (SYNTHETIC DATA)")
+    write_stac_catalog(source, gbox, p.OPTICAL_MISSION, start, end, args.out, scaled=not args.float)
+    path = write_stac_catalog(source, gbox, "S1", start - window, end + window, args.out)
+    console.print(f"catalog: {path}  (run it with: --source stac --stac {path})")
+    return 0
+
+
+def _export_extra(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", required=True, help="folder of the static catalog (catalog.json and COGs)")
+    p.add_argument("--float", action="store_true", help="write reflectance as float32 (bit-exact round trip) "
+                   "instead of the public catalogs' scaled uint16")
+
+
 def _status_extra(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir", metavar="RUN_DIR", help="run directory")
     p.add_argument("--tiles", action="store_true", help="list every tile even for large runs")
@@ -156,8 +202,10 @@ def _run_extra(p: argparse.ArgumentParser) -> None:
 
 
 def _resume_extra(p: argparse.ArgumentParser) -> None:
+    from engine.cli import _positive_int
+
     p.add_argument("run_dir", metavar="RUN_DIR", help="run directory to resume")
-    p.add_argument("--workers", type=int, help="local dask worker processes")
+    p.add_argument("--workers", type=_positive_int, help="local dask worker processes")
     p.add_argument("--scheduler", metavar="ADDRESS", help="run on an existing dask scheduler")
     p.add_argument("--yes", "-y", action="store_true", help="do not ask before a long run")
 
@@ -172,6 +220,10 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str, bool, Callab
     "run": (cmd_run, "run the whole job (gap statistics and SAR infilling), resuming a run directory if it exists",
             True, _run_extra),
     "resume": (cmd_resume, "do exactly the missing work of an interrupted run", False, _resume_extra),
+    "export-stac": (cmd_export_stac, "write the synthetic source for an AOI as COGs and a static STAC catalog",
+                    True, _export_extra),
     "status": (cmd_status, "per-stage and per-tile state of a run (exit 0 complete, 1 failed, 3 incomplete)",
                False, _status_extra),
+    "report": (cmd_report, "write an HTML report of a run (maps, skill, tiles, time series) to RUN_DIR/report",
+               False, _report_extra),
 }

@@ -8,6 +8,8 @@ never contend. ``xarray.open_zarr(path, decode_coords="all")`` gives the cube (a
 from __future__ import annotations
 
 import hashlib
+import os
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -40,7 +42,11 @@ def cube_extent(tiles: Sequence[Tile]) -> tuple[int, int, int, int]:
 
 def create_cube(path: Path, grid: GridSpec, tiles: Sequence[Tile], times: pd.DatetimeIndex,
                 variables: Sequence[str], attrs: dict[str, Any]) -> None:
-    """Write the store's metadata and coordinates (no data chunks). Idempotent."""
+    """Write the store's metadata and coordinates (no data chunks), replacing any store at ``path``.
+
+    The store is built next to ``path`` and renamed into place, so a process killed meanwhile
+    never leaves a store at ``path`` whose root exists but some variables do not.
+    """
     c0, r0, width, height = cube_extent(tiles)
     res = grid.resolution
     x = (np.arange(c0, c0 + width) + 0.5) * res
@@ -65,7 +71,12 @@ def create_cube(path: Path, grid: GridSpec, tiles: Sequence[Tile], times: pd.Dat
         ds[name] = (("y", "x"), da.full((height, width), np.float32(np.nan), dtype="float32", chunks=(t, t)))
         ds[name].attrs.update(grid_mapping="spatial_ref", units="count" if name == "clear_count" else "days")
         encoding[name] = {"chunks": (t, t), "compressors": [COMPRESSOR], "fill_value": np.float32(np.nan)}
-    ds.to_zarr(path, mode="w", compute=False, encoding=encoding, consolidated=False, zarr_format=3)
+    partial = path.with_name(f".{path.name}.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    ds.to_zarr(partial, mode="w", compute=False, encoding=encoding, consolidated=False, zarr_format=3)
+    if path.exists():
+        shutil.rmtree(path)
+    os.replace(partial, path)
 
 
 def _region(path: Path, tile: Tile) -> tuple[slice, slice]:

@@ -10,7 +10,7 @@ from typing import Any
 from distributed import Client, LocalCluster, as_completed
 
 from engine.backends.base import TileOutcome
-from engine.errors import EngineError, RunDirError
+from engine.errors import ConfigError, EngineError, RunDirError
 
 log = logging.getLogger(__name__)
 
@@ -20,15 +20,35 @@ SINGLE_THREAD_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_N
                      "NUMBA_NUM_THREADS": "1"}
 
 
+def connect(scheduler: str) -> Client:
+    """A client of an existing scheduler, or a one-line error naming the address.
+
+    The connect timeout is dask's ``distributed.comm.timeouts.connect`` (e.g. the environment
+    variable ``DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT=5s``).
+    """
+    import dask
+
+    timeout = dask.config.get("distributed.comm.timeouts.connect", "30s")
+    try:
+        return Client(scheduler, timeout=timeout)
+    except ValueError as e:  # malformed address: no port, unknown scheme
+        raise ConfigError(f"--scheduler {scheduler!r} is not a dask scheduler address ({e}); "
+                          "use e.g. tcp://host:8786") from None
+    except (OSError, TimeoutError) as e:
+        raise RunDirError(f"cannot reach dask scheduler {scheduler!r}: {e}; check the address "
+                          "(e.g. tcp://host:8786) or drop --scheduler") from None
+
+
+def check_scheduler(scheduler: str) -> None:
+    """Fail early (before anything is written) when ``scheduler`` cannot be reached."""
+    connect(scheduler).close()
+
+
 @contextlib.contextmanager
 def open_client(scheduler: str | None, workers: int, memory_limit: str = "auto") -> Iterator[Client]:
     """A dask client: to ``scheduler`` if given, else a fresh LocalCluster of ``workers`` processes."""
     if scheduler:
-        try:
-            client = Client(scheduler, timeout="20s")
-        except (OSError, TimeoutError) as e:
-            raise RunDirError(f"cannot reach dask scheduler {scheduler!r}: {e}; check the address "
-                              "(e.g. tcp://host:8786) or drop --scheduler") from None
+        client = connect(scheduler)
         try:
             yield client
         finally:

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from engine.errors import RunDirError
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS stages (
     tile_id     TEXT NOT NULL,
@@ -54,10 +56,14 @@ class Ledger:
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
-        self._conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=FULL")
-        self._conn.executescript(SCHEMA)
+        try:
+            self._conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=FULL")
+            self._conn.executescript(SCHEMA)
+        except sqlite3.DatabaseError as e:  # not a database, damaged, or unwritable
+            raise RunDirError(f"ledger {str(self.path)!r} cannot be opened ({e}); the run directory is damaged, "
+                              "start a new --run-dir") from None
 
     def close(self) -> None:
         self._conn.close()

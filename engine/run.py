@@ -7,6 +7,7 @@ checksum matches the ledger's.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -24,7 +25,7 @@ from engine.io import sha256_file
 from engine.ledger import FINAL, Ledger
 from engine.manifest import write_outputs
 from engine.rundir import RunDir, RunLock
-from engine.dispatch import open_client, run_wave
+from engine.dispatch import check_scheduler, open_client, run_wave
 from engine.run_record import check_compatible, run_description
 from tiling.grid import Tile
 
@@ -90,8 +91,8 @@ def _verified(rd: RunDir, tile: Tile, outputs: dict[str, Any], work: bool = Fals
             arrays = read_tile(rd.cube, tile, cube_names)
             if any(digest(arrays[n]) != outputs[n]["sha256"] for n in cube_names):
                 return False
-    except (OSError, ValueError, KeyError) as e:
-        log.warning("tile %s: recorded output unreadable (%s); it will be redone", tile.id, e)
+    except Exception as e:  # noqa: BLE001 - e.g. a corrupt zarr chunk raises RuntimeError from blosc
+        log.warning("tile %s: recorded output unreadable (%s: %s); it will be redone", tile.id, type(e).__name__, e)
         return False
     return True
 
@@ -129,6 +130,29 @@ def _wave(client, ledger: Ledger, stage: str, func, tiles: list[Tile], h: str, s
     return {o.tile_id: o for o in outcomes}
 
 
+def _check_run_dir(rd: RunDir, ctx: RunContext) -> bool:
+    """Whether ``rd`` already holds this run; refuse (before writing anything) what it cannot be used for."""
+    if rd.root.exists() and not rd.root.is_dir():
+        raise RunDirError(f"run directory {str(rd.root)!r} is a file; choose another --run-dir")
+    if not rd.root.exists():  # it will be created: can it be?
+        parent = rd.root.absolute().parent
+        while not parent.exists():
+            parent = parent.parent
+        if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+            why = "is a file" if not parent.is_dir() else "is not writable"
+            raise RunDirError(f"cannot create run directory {str(rd.root)!r}: {str(parent)!r} {why}; "
+                              "choose another --run-dir")
+    if rd.exists():
+        check_compatible(rd.read_run(), ctx)
+        return True
+    if rd.root.exists() and any(rd.root.iterdir()):
+        holder = RunLock.holder(rd.root)
+        if holder:  # another process is creating a run here (its run.json is not written yet)
+            raise RunDirError(f"run directory {str(rd.root)!r} is in use by {holder}; wait for it or use another --run-dir")
+        raise RunDirError(f"{str(rd.root)!r} exists and is not a run directory of this engine; choose another --run-dir")
+    return False
+
+
 def execute(ctx: RunContext, progress: Progress | None = None, backend: LocalBackend | None = None) -> RunResult:
     """Run (or resume) the whole job in ``ctx.run_dir``."""
     progress = progress or SilentProgress()
@@ -136,11 +160,9 @@ def execute(ctx: RunContext, progress: Progress | None = None, backend: LocalBac
     rd = RunDir(ctx.run_dir)
     h = ctx.params.science_hash()
     timings: dict[str, float] = {}
-    existing = rd.exists()
-    if existing:
-        check_compatible(rd.read_run(), ctx)
-    elif rd.root.exists() and any(rd.root.iterdir()):
-        raise RunDirError(f"{str(rd.root)!r} exists and is not a run directory of this engine; choose another --run-dir")
+    existing = _check_run_dir(rd, ctx)
+    if ctx.params.SCHEDULER:  # an unreachable scheduler must fail before anything is written
+        check_scheduler(ctx.params.SCHEDULER)
 
     stats: GlobalStats | None = None
     global_file = rd.global_dir / "global.json"
@@ -150,7 +172,10 @@ def execute(ctx: RunContext, progress: Progress | None = None, backend: LocalBac
         timings["global"] = time.perf_counter() - t0
     with RunLock(rd.root):
         if not existing:
-            rd.write_run(run_description(ctx))
+            if rd.exists():  # another process created the run while this one did the global pass
+                check_compatible(rd.read_run(), ctx)
+            else:
+                rd.write_run(run_description(ctx))
         with Ledger(rd.ledger) as ledger:
             rec = ledger.get(GLOBAL, "global")
             if stats is None and rec is not None and rec.status == "done" and rec.config_hash == h \
@@ -160,7 +185,7 @@ def execute(ctx: RunContext, progress: Progress | None = None, backend: LocalBac
                 t0 = time.perf_counter()
                 stats = backend.global_pass(ctx)
                 timings["global"] = time.perf_counter() - t0
-            if rec is None or rec.status != "done" or not global_file.exists():
+            if "global" in timings:  # computed here: record it (replacing a missing or corrupt global.json)
                 ledger.start(GLOBAL, "global", h)
                 stats.save(global_file)
                 ledger.finish(GLOBAL, "global", h, outputs={"global": {"path": "global/global.json",
@@ -193,6 +218,9 @@ def _tiles(ctx: RunContext, rd: RunDir, ledger: Ledger, backend: LocalBackend, s
             train_todo.append(tile)
             statuses.pop(tile.id, None)
     failures: dict[str, str] = {}
+    merge = ledger.get(GLOBAL, "merge")
+    if merge is not None and (train_todo or finish_todo):  # tiles change: the merged products are stale until merged again
+        ledger.finish(GLOBAL, "merge", h, status="pending", outputs={})
     with open_client(ctx.params.SCHEDULER, ctx.params.WORKERS) as client:
         t0 = time.perf_counter()
         outcomes = _wave(client, ledger, "train", _train_task, train_todo, h, [backend, ctx, stats], progress,
@@ -230,9 +258,11 @@ def _tiles(ctx: RunContext, rd: RunDir, ledger: Ledger, backend: LocalBackend, s
                 failures[tid] = o.message or "failed"
 
     t0 = time.perf_counter()
+    ledger.start(GLOBAL, "merge", h)
     summary = write_outputs(ctx, rd, ledger, stats, backend.source(ctx), statuses, failures)
     if not failures:
         shutil.rmtree(rd.root / "work", ignore_errors=True)
+    ledger.finish(GLOBAL, "merge", h, outputs={"manifest": {"path": "manifest.json", "sha256": sha256_file(rd.manifest)}})
     timings["merge"] = time.perf_counter() - t0
     return RunResult(rd.root, statuses, failures, stats, summary, timings)
 

@@ -9,10 +9,10 @@ from typing import Any
 import shapely
 
 from AOI.resolve import AOI
-from config.parameters import Parameters
+from config.parameters import EXECUTION_KEYS, Parameters
 from engine import __version__
 from engine.context import RunContext
-from engine.errors import RunDirError
+from engine.errors import ConfigError, EngineError, RunDirError
 from tiling.budget import Budget
 from tiling.plan import plan_tiles
 
@@ -53,11 +53,35 @@ def check_compatible(recorded: dict[str, Any], ctx: RunContext) -> None:
 
 def context_from_run(run_dir: Path, recorded: dict[str, Any], overrides: dict[str, Any] | None = None) -> RunContext:
     """Rebuild the exact context of a recorded run (for ``resume``); only execution keys may change."""
-    values = {**recorded["params"], **(overrides or {})}
-    params = Parameters(**values)
-    a = recorded["aoi"]
-    aoi = AOI(name=a["name"], kind=a["kind"], geometry=shapely.from_wkt(a["wkt"]), epsg=a["epsg"])
-    p = recorded["plan"]
-    budget = Budget(dates=p["dates_estimate"], max_bytes=p["budget_bytes"], halo=p["halo"])
-    plan = plan_tiles(aoi.projected(), p["epsg"], p["resolution"], budget, tile_size=p["tile_size"])
+    from pydantic import ValidationError
+
+    bad = {k: v for k, v in (overrides or {}).items() if k not in EXECUTION_KEYS}
+    if bad:
+        raise ConfigError(f"resume can only change execution settings, not {', '.join(sorted(bad))}")
+    try:
+        values = {**recorded["params"], **(overrides or {})}
+    except (KeyError, TypeError):
+        raise RunDirError(f"{str(Path(run_dir) / 'run.json')!r} has no parameters; the run directory is damaged") from None
+    try:
+        params = Parameters(**values)
+    except ValidationError as e:
+        err = e.errors()[0]
+        err["msg"] = err["msg"].removeprefix("Value error, ")
+        where = ".".join(str(x) for x in err.get("loc", ())) or "parameters"
+        key = where if where in (overrides or {}) else None
+        if key:
+            raise ConfigError(f"invalid {key} = {values[key]!r}: {err['msg']}") from None
+        raise RunDirError(f"{str(Path(run_dir) / 'run.json')!r} records invalid parameters ({where}: {err['msg']}); "
+                          "it was written by another engine version or edited; start a new --run-dir") from None
+    try:
+        a = recorded["aoi"]
+        aoi = AOI(name=a["name"], kind=a["kind"], geometry=shapely.from_wkt(a["wkt"]), epsg=a["epsg"])
+        p = recorded["plan"]
+        budget = Budget(dates=p["dates_estimate"], max_bytes=p["budget_bytes"], halo=p["halo"])
+        plan = plan_tiles(aoi.projected(), p["epsg"], p["resolution"], budget, tile_size=p["tile_size"])
+    except EngineError:
+        raise
+    except Exception as e:  # noqa: BLE001 - missing keys, bad WKT: a damaged run.json
+        raise RunDirError(f"{str(Path(run_dir) / 'run.json')!r} is incomplete or damaged ({type(e).__name__}: {e}); "
+                          "start a new --run-dir") from None
     return RunContext(params=params, aoi=aoi, plan=plan, run_dir=run_dir)

@@ -51,13 +51,20 @@ class RunDir:
 
     def read_run(self) -> dict[str, Any]:
         try:
-            return json.loads(self.run_file.read_text())
+            run = json.loads(self.run_file.read_text())
+        except NotADirectoryError:
+            raise RunDirError(f"{str(self.root)!r} is a file, not a run directory") from None
         except FileNotFoundError:
             raise RunDirError(
                 f"{str(self.root)!r} is not a run directory (no {RUN_FILE}); start one with: python -m engine run --aoi ..."
             ) from None
         except (OSError, json.JSONDecodeError) as e:
-            raise RunDirError(f"{self.run_file} is unreadable ({e}); the run directory is damaged") from e
+            raise RunDirError(f"{self.run_file} is unreadable ({e}); the run directory is damaged") from None
+        missing = [k for k in ("params", "aoi", "plan") if not isinstance(run, dict) or not isinstance(run.get(k), dict)]
+        if missing:
+            raise RunDirError(f"{self.run_file} lacks {', '.join(missing)}; the run directory is damaged "
+                              "(or was written by another program)")
+        return run
 
     def write_run(self, description: dict[str, Any]) -> None:
         atomic_write_json(self.run_file, description)
@@ -88,6 +95,21 @@ class RunLock:
         fh.flush()
         self._fh = fh
         return self
+
+    @staticmethod
+    def holder(root: Path) -> str | None:
+        """Who holds the lock of ``root`` (e.g. ``pid 123``), or None when it is free; changes nothing."""
+        try:
+            fh = open(root / ".lock")
+        except OSError:
+            return None
+        with fh:
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return fh.read().strip() or "another process"
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+        return None
 
     def __exit__(self, *exc: object) -> None:
         if self._fh is not None:

@@ -18,11 +18,15 @@ class RunStatus:
     stage_counts: dict[str, Counter[str]]
     tiles: list[dict]
 
+    merge: str | None = None  # ledger status of the merge (None: not recorded)
+
     @property
     def state(self) -> str:
         if any(t["status"] == "failed" for t in self.tiles):
             return "failed"
-        if self.tiles and all(t["status"] in ("done", "empty", "split") for t in self.tiles):
+        # the local driver records the merge; until it is done the products are missing or stale
+        merged = self.merge == "done" or (self.merge is None and self.run.get("params", {}).get("BACKEND") != "local")
+        if self.tiles and all(t["status"] in ("done", "empty", "split") for t in self.tiles) and merged:
             return "complete"
         return "incomplete"
 
@@ -36,10 +40,13 @@ def read_status(path: Path) -> RunStatus:
     run = rd.read_run()
     counts: dict[str, Counter[str]] = {}
     tiles: dict[str, dict] = {}
+    merge = None
     if rd.ledger.exists():
         with Ledger(rd.ledger) as ledger:
             for rec in ledger.records():
                 counts.setdefault(rec.stage, Counter())[rec.status] += 1
+                if rec.stage == "merge":
+                    merge = rec.status
                 if rec.stage not in TILE_STAGES:
                     continue
                 t = tiles.setdefault(rec.tile_id, {"tile_id": rec.tile_id})
@@ -62,4 +69,4 @@ def read_status(path: Path) -> RunStatus:
     n_planned = run.get("plan", {}).get("tiles", len(tiles))
     for i in range(max(0, n_planned - len(tiles))):
         tiles[f"~pending-{i}"] = {"tile_id": "(not started)", "status": "pending"}
-    return RunStatus(run, counts, sorted(tiles.values(), key=lambda t: t["tile_id"]))
+    return RunStatus(run, counts, sorted(tiles.values(), key=lambda t: t["tile_id"]), merge)
