@@ -307,7 +307,9 @@ class StacSource:
         out: dict[int, dict[str, np.ndarray]] = {}
 
         def odc_load(its: list[pystac.Item], groupby: Any) -> xr.Dataset:
-            kw: dict[str, Any] = {}
+            # nearest reads of a coarse grid (the statistics lattice) must hit grid pixels, not
+            # the COG's overviews, so a STAC run matches the source the catalog was written from
+            kw: dict[str, Any] = {"use_overviews": False}
             if self.patch_url is not None:
                 kw["patch_url"] = self.patch_url
             try:
