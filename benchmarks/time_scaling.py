@@ -1,0 +1,77 @@
+"""Period scaling of the local backend on the synthetic source: 1 to 6 years at a fixed area.
+
+    python -m benchmarks.time_scaling [--years 1,2,3,4,5,6] [--area 1000] [--mission L8] [--workers 2]
+                                      [--out benchmarks/results]
+
+Prints one row per period, writes CSV and PNG, and the fitted exponent of wall time against the
+number of optical dates.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+from pathlib import Path
+
+import pandas as pd
+
+from benchmarks.harness import fitted_exponent, machine, make_context, run_case, square_aoi
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--years", default="1,2,3,4,5,6")
+    ap.add_argument("--area", type=float, default=1000.0, help="AOI area in km2 (a square in WRS-2 091084)")
+    ap.add_argument("--mission", default="L8")
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--tile-size", type=int, default=512, help="fixed, so tiles do not change with the period")
+    ap.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    ap.add_argument("--scratch", type=Path, default=Path("runs/bench"))
+    args = ap.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    aoi = square_aoi(args.area)
+    start = dt.date(2017, 1, 1)
+    rows = []
+    print(f"machine: {machine()}")
+    for years in (int(y) for y in args.years.split(",")):
+        ctx = make_context(aoi, args.scratch / f"years_{years}", OPTICAL_MISSION=args.mission, START_DATE=start,
+                           END_DATE=start.replace(year=start.year + years), WORKERS=args.workers,
+                           TILE_SIZE=args.tile_size)
+        row = run_case(ctx)
+        rows.append(row)
+        print(", ".join(f"{k}={v}" for k, v in row.items()), flush=True)
+    table = pd.DataFrame(rows)
+    table.to_csv(args.out / "time_scaling.csv", index=False)
+    exponent = fitted_exponent(list(table["dates"]), list(table["wall_s"]))
+    compute = table["wall_s"] - table.get("global_s", 0)
+    exponent_tiles = fitted_exponent(list(table["dates"]), list(compute))
+    print(f"fitted exponent of wall time against dates: {exponent:.3f} "
+          f"(tile stages only, without the global pass: {exponent_tiles:.3f})")
+    plot(table, args.out / "time_scaling.png", exponent)
+    print(f"wrote {args.out / 'time_scaling.csv'} and {args.out / 'time_scaling.png'}")
+
+
+def plot(table: pd.DataFrame, path: Path, exponent: float) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
+    a.loglog(table["dates"], table["wall_s"], "o-", label=f"wall (exponent {exponent:.2f})")
+    for stage in ("train_s", "finish_s"):
+        if stage in table:
+            a.loglog(table["dates"], table[stage], ".--", label=stage[:-2])
+    a.set_xlabel("optical dates")
+    a.set_ylabel("seconds")
+    a.legend()
+    a.set_title("Local backend: time against period")
+    b.plot(table["years"], table["peak_rss_mb"] / 1024, "o-")
+    b.set_xlabel("years")
+    b.set_ylabel("peak memory (GiB)")
+    b.set_title("Peak memory of driver + workers")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+if __name__ == "__main__":
+    main()
