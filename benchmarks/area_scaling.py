@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from benchmarks.harness import fitted_exponent, machine, make_context, run_case, square_aoi
+from benchmarks.harness import fitted_exponent, machine, make_context, plot_scaling, run_case, square_aoi
 
 
 def main() -> None:
@@ -45,31 +45,8 @@ def main() -> None:
     big = table[table["area_km2"] >= 100]
     exponent_big = fitted_exponent(list(big["area_km2"]), list(big["wall_s"])) if len(big) >= 2 else float("nan")
     print(f"fitted exponent of wall time against area: {exponent:.3f} (all AOIs), {exponent_big:.3f} (>= 100 km2)")
-    plot(table, args.out / "area_scaling.png", exponent)
+    plot_scaling(table, "area_km2", "AOI area (km2)", args.out / "area_scaling.png", exponent, "Local backend: time against area", True)
     print(f"wrote {args.out / 'area_scaling.csv'} and {args.out / 'area_scaling.png'}")
-
-
-def plot(table: pd.DataFrame, path: Path, exponent: float) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
-    a.loglog(table["area_km2"], table["wall_s"], "o-", label=f"wall (exponent {exponent:.2f})")
-    for stage in ("train_s", "finish_s"):
-        if stage in table:
-            a.loglog(table["area_km2"], table[stage], ".--", label=stage[:-2])
-    a.set_xlabel("AOI area (km2)")
-    a.set_ylabel("seconds")
-    a.legend()
-    a.set_title("Local backend: time against area")
-    b.semilogx(table["area_km2"], table["peak_rss_mb"] / 1024, "o-")
-    b.set_xlabel("AOI area (km2)")
-    b.set_ylabel("peak memory (GiB)")
-    b.set_title("Peak memory of driver + workers")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
 
 
 if __name__ == "__main__":

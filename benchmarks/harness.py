@@ -121,3 +121,27 @@ def fitted_exponent(x: list[float], y: list[float]) -> float:
 def machine() -> str:
     return (f"{platform.machine()}, {psutil.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB, "
             f"Python {platform.python_version()}")
+
+
+def plot_scaling(table, x: str, xlabel: str, path: Path, exponent: float, title: str, log_x_memory: bool) -> None:
+    """Two panels: wall time and stage times against ``x`` (log-log), and peak memory."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
+    a.loglog(table[x], table["wall_s"], "o-", label=f"wall (exponent {exponent:.2f})")
+    for stage in ("train_s", "finish_s"):
+        if stage in table:
+            a.loglog(table[x], table[stage], ".--", label=stage[:-2])
+    a.set_xlabel(xlabel)
+    a.set_ylabel("seconds")
+    a.legend()
+    a.set_title(title)
+    (b.semilogx if log_x_memory else b.plot)(table[x], table["peak_rss_mb"] / 1024, "o-")
+    b.set_xlabel(xlabel)
+    b.set_ylabel("peak memory (GiB)")
+    b.set_title("Peak memory of driver + workers")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from benchmarks.harness import fitted_exponent, machine, make_context, run_case, square_aoi
+from benchmarks.harness import fitted_exponent, machine, make_context, plot_scaling, run_case, square_aoi
 
 
 def main() -> None:
@@ -46,31 +46,8 @@ def main() -> None:
     exponent_tiles = fitted_exponent(list(table["dates"]), list(compute))
     print(f"fitted exponent of wall time against dates: {exponent:.3f} "
           f"(tile stages only, without the global pass: {exponent_tiles:.3f})")
-    plot(table, args.out / "time_scaling.png", exponent)
+    plot_scaling(table, "dates", "optical dates", args.out / "time_scaling.png", exponent, "Local backend: time against period", False)
     print(f"wrote {args.out / 'time_scaling.csv'} and {args.out / 'time_scaling.png'}")
-
-
-def plot(table: pd.DataFrame, path: Path, exponent: float) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
-    a.loglog(table["dates"], table["wall_s"], "o-", label=f"wall (exponent {exponent:.2f})")
-    for stage in ("train_s", "finish_s"):
-        if stage in table:
-            a.loglog(table["dates"], table[stage], ".--", label=stage[:-2])
-    a.set_xlabel("optical dates")
-    a.set_ylabel("seconds")
-    a.legend()
-    a.set_title("Local backend: time against period")
-    b.plot(table["years"], table["peak_rss_mb"] / 1024, "o-")
-    b.set_xlabel("years")
-    b.set_ylabel("peak memory (GiB)")
-    b.set_title("Peak memory of driver + workers")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
 
 
 if __name__ == "__main__":
