@@ -45,7 +45,8 @@ def main() -> None:
     big = table[table["area_km2"] >= 100]
     exponent_big = fitted_exponent(list(big["area_km2"]), list(big["wall_s"])) if len(big) >= 2 else float("nan")
     print(f"fitted exponent of wall time against area: {exponent:.3f} (all AOIs), {exponent_big:.3f} (>= 100 km2)")
-    plot_scaling(table, "area_km2", "AOI area (km2)", args.out / "area_scaling.png", exponent, "Local backend: time against area", True)
+    plot_scaling(table, "area_km2", "AOI area (km2)", args.out / "area_scaling.png", exponent,
+                 "Local backend: time against area", True)
     print(f"wrote {args.out / 'area_scaling.csv'} and {args.out / 'area_scaling.png'}")
 
 

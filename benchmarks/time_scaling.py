@@ -46,7 +46,8 @@ def main() -> None:
     exponent_tiles = fitted_exponent(list(table["dates"]), list(compute))
     print(f"fitted exponent of wall time against dates: {exponent:.3f} "
           f"(tile stages only, without the global pass: {exponent_tiles:.3f})")
-    plot_scaling(table, "dates", "optical dates", args.out / "time_scaling.png", exponent, "Local backend: time against period", False)
+    plot_scaling(table, "dates", "optical dates", args.out / "time_scaling.png", exponent,
+                 "Local backend: time against period", False)
     print(f"wrote {args.out / 'time_scaling.csv'} and {args.out / 'time_scaling.png'}")
 
 
