@@ -1,0 +1,24 @@
+"""The ``gee`` backend: the algorithm as Earth Engine expressions, run as batch exports.
+
+Modules (each small enough to read in one sitting):
+
+* ``session``: project (config / ``--project`` / ``EE_PROJECT``), credentials
+  (``GOOGLE_APPLICATION_CREDENTIALS`` or ``earthengine authenticate``), API URL; one
+  ``CredentialsError`` naming every remedy; credentials never logged or written.
+* ``api``: the REST calls the engine makes (``value:compute``, ``image``/``table:export``,
+  ``listOperations``, assets) with classified errors and tenacity backoff on 429 / 5xx /
+  transport errors.
+* ``expressions``: pure builders of every step as ``ee`` objects (collections, cloud masks,
+  daily mosaics, SAR composites and covariates, robust regression, prediction, PCA,
+  calibration, fill, gap statistics) and the engine's ``value:compute`` queries.
+* ``global_pass`` / ``reduce``: the AOI-wide steps (per-date statistics, pairing, split, donor;
+  PCA basis and calibration statistics from the saved models) -> ``GlobalStats`` /
+  ``Reduction``, the same objects as the local backend.
+* ``naming``: asset layout, export descriptions, deterministic ``requestId``s.
+* ``exports``: export request bodies on the engine's grid, to asset / Cloud Storage / Drive.
+* ``dispatch``: the single-process task dispatcher (cap, one paged poll, split on memory).
+* ``run``: ``execute_gee(ctx, progress) -> engine.run.RunResult`` (quota check, resume).
+* ``manifest``: tile index, images.csv and manifest.json of a gee run.
+* ``standin/``: the loopback stand-in of the Earth Engine REST API used by tests and
+  benchmarks (``standin/engine_handlers.py`` answers the engine's own queries).
+"""

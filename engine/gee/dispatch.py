@@ -18,7 +18,8 @@ Per iteration:
    request and the operation name after it, so a client killed in between resubmits the same
    ``requestId`` and gets the same operation back (never a second export).
 2. **Wait** until the next poll: ``POLL_INTERVAL_S`` at most, sooner when a running task's
-   reported progress says it ends earlier (never below a tenth of the interval).
+   reported progress says it ends earlier (polls at least a tenth of the interval apart). The
+   wait is used to build the next request bodies, so a freed slot costs one request.
 3. **Poll** with *one* paged ``listOperations`` (newest first, 500 per page), stopping as soon
    as every operation we wait for has been seen; never a per-task ``getOperation`` (only as a
    fallback for an operation that has vanished from the listing).
@@ -41,7 +42,7 @@ from typing import Any
 
 from shapely.geometry.base import BaseGeometry
 
-from engine.errors import EarthEngineError, EngineError, MemoryLimitError, TransientError
+from engine.errors import EngineError, MemoryLimitError, TransientError
 from engine.gee.api import EEApi, is_memory_message
 from engine.gee.naming import request_id
 from engine.ledger import Ledger
@@ -49,6 +50,7 @@ from tiling.grid import Tile
 
 log = logging.getLogger(__name__)
 
+PREPARE_AHEAD = 4  # request bodies built ahead beyond the free slots
 MAX_SUBMIT_FAILURES = 6  # consecutive transient submission failures (each already retried) before a job fails
 
 
@@ -133,6 +135,8 @@ class Dispatcher:
         self.active: dict[str, Job] = {}  # operation name -> job (submitted, not seen finished)
         self.outcomes: dict[tuple[str, str], Outcome] = {}
         self._ends: dict[str, float | None] = {}  # operation -> expected end (local clock); None = unknown
+        self._last_poll = float("-inf")
+        self._prep_cost = 0.05  # running estimate of the seconds one request body takes to build
 
     # --- public -----------------------------------------------------------------------------
     def add(self, job: Job) -> None:
@@ -157,8 +161,9 @@ class Dispatcher:
                     wait = min(j.not_before for j in self.queue) - self.clock()
                     self.sleep(max(wait, 0.0))
                 continue
-            self._prepare_next()  # build the next bodies while the running tasks run
-            self.sleep(self._next_delay())
+            deadline = self.clock() + self._next_delay()
+            self._prepare_ahead(deadline)  # build the next request bodies while the tasks run
+            self.sleep(max(deadline - self.clock(), 0.0))
             finished = self._poll()
             self._submit_ready()  # refill the freed slots first, then do the bookkeeping
             for job, op in finished:
@@ -177,10 +182,17 @@ class Dispatcher:
             self._submit(job)
         self.queue.extendleft(reversed(skipped))
 
-    def _prepare_next(self) -> None:
-        for job in list(self.queue)[: self.cap]:
-            if job.body is None and job.not_before <= self.clock():
-                self._prepare(job)
+    def _prepare_ahead(self, deadline: float) -> None:
+        """Prepare queued jobs (ledger attempt + request body) while there is time before the next
+        poll, so a freed slot is refilled with one request and no client-side work."""
+        for job in list(self.queue)[: self.cap + PREPARE_AHEAD]:
+            if job.body is not None or job.build_error or job.not_before > self.clock():
+                continue
+            if self.clock() + self._prep_cost > deadline:
+                return
+            t0 = self.clock()
+            self._prepare(job)
+            self._prep_cost = 0.7 * self._prep_cost + 0.3 * (self.clock() - t0)
 
     def _prepare(self, job: Job) -> bool:
         """Record the attempt (before any request) and build the request body; False if it failed."""
@@ -239,12 +251,14 @@ class Dispatcher:
         soonest = now + self.poll_interval
         for name in self.active:
             end = self._ends.get(name)
-            soonest = min(soonest, now + self.poll_interval / 4 if end is None else end)
-        return min(self.poll_interval, max(self.min_interval, soonest - now + 0.01))
+            soonest = min(soonest, now + self.poll_interval / 4 if end is None else end + 0.01)
+        soonest = max(soonest, self._last_poll + self.min_interval)  # never closer than a tenth of the interval
+        return min(self.poll_interval, max(soonest - now, 0.0))
 
     def _poll(self) -> list[tuple[Job, dict[str, Any]]]:
         """One paged listOperations; returns the jobs whose operations finished (removed from active)."""
         self.stats.polls += 1
+        self._last_poll = self.clock()
         waiting = set(self.active)
         seen: dict[str, dict[str, Any]] = {}
         token = None
@@ -374,4 +388,4 @@ def _duration(md: dict[str, Any]) -> float:
     return max(end - start, 0.0) if start is not None and end is not None else 0.0
 
 
-__all__ = ["Dispatcher", "Job", "Outcome", "DispatchStats", "EarthEngineError"]
+__all__ = ["Dispatcher", "Job", "Outcome", "DispatchStats"]

@@ -88,6 +88,9 @@ class GeeRun:
     failures: dict[str, str] = field(default_factory=dict)
     dispatch: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    _reduction_digest: str = ""  # names the reduction every stage-B output was made with
+    _finish: X.Finish | None = None
+    _products: dict[tuple[str, str], Any] = field(default_factory=dict)  # one tile's products, built once
 
     @property
     def p(self):
@@ -256,15 +259,14 @@ class GeeRun:
             else:
                 self.ledger.finish(job.tile_id, job.stage, self.h, outputs={job.stage: out},
                                    stats={"reduction": self._reduction_digest})
-            self.failures.pop(job.tile_id, None) if wave == "train" else None
+            if wave == "train":
+                self.failures.pop(job.tile_id, None)
         elif o.status == "failed":
             self.failures[job.tile_id] = o.message if wave == "train" else f"{job.stage}: {o.message}"
         self.progress.tile(wave if wave != "finish" else "finish", job.tile_id if wave == "train" else
                            f"{job.tile_id} {job.stage}", o.status)
 
     # --- global reduce ---
-    _reduction_digest: str = ""
-
     def reduction(self, trained: list[TileNode]) -> Reduction:
         path = self.rd.global_dir / "reduction.json"
         ids = sorted(n.tile.id for n in trained)
@@ -344,7 +346,7 @@ class GeeRun:
         if self.p.EXPORT_DESTINATION == "asset":
             listing = {a.get("name") or a.get("id"): a for a in self.api.list_assets(self.names.run_folder)}
         self._finish = finish_constants(self.ctx, self.stats, reduction)
-        self._products: dict[tuple[str, str], Any] = {}
+        self._products = {}
         jobs: list[Job] = []
         done = 0
         for node in sorted(trained, key=lambda n: n.tile.id):
