@@ -5,6 +5,7 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,26 +14,25 @@ from typing import Any
 
 @contextlib.contextmanager
 def atomic_path(target: Path | str, suffix: str | None = None) -> Iterator[Path]:
-    """Yield a temporary path next to ``target``; on success it replaces ``target`` atomically."""
+    """Yield a temporary path next to ``target``; on success it replaces ``target`` atomically.
+
+    The temporary file has ``target``'s own name, inside a hidden temporary directory beside it:
+    writers that record their file name (GeoJSON's ``name``, GeoTIFF tags) write the same bytes
+    whatever the temporary name. It is created empty with mode 0600, as ``mkstemp`` would.
+    """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix or target.suffix or ".tmp", dir=target.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    tmp_path = tmp_dir / target.name
     try:
+        os.close(os.open(tmp_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
         yield tmp_path
         if tmp_path.is_file():
             with open(tmp_path, "rb") as fh:
                 os.fsync(fh.fileno())
         os.replace(tmp_path, target)
     finally:
-        if tmp_path.exists():
-            if tmp_path.is_dir():
-                import shutil
-
-                shutil.rmtree(tmp_path, ignore_errors=True)
-            else:
-                tmp_path.unlink()
+        shutil.rmtree(tmp_dir, ignore_errors=True)
 
 
 def atomic_write_bytes(target: Path | str, data: bytes) -> None:

@@ -171,6 +171,8 @@ def execute(ctx: RunContext, progress: Progress | None = None, backend: LocalBac
         stats = backend.global_pass(ctx)
         timings["global"] = time.perf_counter() - t0
     with RunLock(rd.root):
+        if existing and rd.sweep_temporaries():
+            log.info("removed temporary files of an interrupted run")
         if not existing:
             if rd.exists():  # another process created the run while this one did the global pass
                 check_compatible(rd.read_run(), ctx)

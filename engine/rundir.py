@@ -1,6 +1,7 @@
 """The run directory: layout, the single-writer lock, and the recorded run description."""
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -68,6 +69,24 @@ class RunDir:
 
     def write_run(self, description: dict[str, Any]) -> None:
         atomic_write_json(self.run_file, description)
+
+    def sweep_temporaries(self) -> int:
+        """Delete what killed writers left behind: ``atomic_path`` temp directories (``.<name>.*.tmp``)
+        and zarr's ``*.partial`` chunk files. Only the lock holder may call it. Returns how many."""
+        import shutil
+
+        n = 0
+        for dirpath, dirnames, filenames in os.walk(self.root):
+            for d in [d for d in dirnames if d.startswith(".") and d.endswith(".tmp")]:
+                shutil.rmtree(os.path.join(dirpath, d), ignore_errors=True)
+                dirnames.remove(d)
+                n += 1
+            for f in filenames:
+                if f.endswith(".partial") or (f.startswith(".") and f.endswith(".tmp")):
+                    with contextlib.suppress(OSError):
+                        os.unlink(os.path.join(dirpath, f))
+                        n += 1
+        return n
 
 
 class RunLock:

@@ -49,7 +49,10 @@ class GlobalStats:
         def frame(df: pd.DataFrame) -> list[dict[str, Any]]:
             out = df.copy()
             out["time"] = out["time"].dt.strftime("%Y-%m-%dT%H:%M:%SZ")
-            return json.loads(out.to_json(orient="records"))
+            # Python floats, not DataFrame.to_json (10 significant digits): a resumed run must read back
+            # exactly the statistics an uninterrupted run uses, or its outputs differ
+            out = out.astype(object).where(out.notna(), None)
+            return json.loads(json.dumps(out.to_dict(orient="records")))
 
         return {"images": frame(self.images), "sar": frame(self.sar), "donor_id": self.donor_id,
                 "sample_step": self.sample_step, "skill_step": self.skill_step, "notes": self.notes}
