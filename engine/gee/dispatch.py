@@ -307,9 +307,17 @@ class Dispatcher:
 
     def _finished(self, job: Job, op: dict[str, Any]) -> None:
         md = op.get("metadata", {}) or {}
-        if op.get("_missing"):
-            self._settle(Outcome(job, "failed", f"operation {op['name']} disappeared from Earth Engine's task "
-                                                "list before it finished; run the command again to redo it"))
+        if op.get("_missing"):  # pruned from the task list: the destination asset tells whether it ran
+            asset = job.destination.get("asset")
+            try:
+                found = asset is not None and self.api.get_asset(asset) is not None
+            except EngineError:
+                found = False
+            if found:
+                self._settle(Outcome(job, "done", operation={"name": op["name"]}))
+            else:
+                self._settle(Outcome(job, "failed", f"operation {op['name']} is no longer in Earth Engine's task "
+                                                    "list and left no output; run the command again to redo it"))
             return
         state = md.get("state") or ("FAILED" if op.get("error") else "SUCCEEDED")
         self.stats.task_seconds += _duration(md)
