@@ -239,15 +239,14 @@ def image_stats_query(spec: Spec, days: Sequence[int]) -> ee.Dictionary:
     aoi = aoi_geometry(spec)
     opt = optical_collection(spec, aoi)
     s1 = sar_collection(spec, aoi)
-    proj = ee.Projection(spec.crs).atScale(spec.stats_scale)
 
     def one(day: Any) -> ee.Dictionary:
         img = daily_mosaic(opt, day)
         counts = img.select("cloudy").reduceRegion(
-            reducer=ee.Reducer.sum().combine(ee.Reducer.count(), sharedInputs=True), geometry=aoi, crs=proj,
+            reducer=ee.Reducer.sum().combine(ee.Reducer.count(), sharedInputs=True), geometry=aoi, crs=spec.crs, scale=spec.stats_scale,
             maxPixels=MAX_PIXELS, tileScale=TILE_SCALE)
         means = sar_composite(s1, day, spec.window_days).reduceRegion(
-            reducer=ee.Reducer.mean(), geometry=aoi, crs=proj, maxPixels=MAX_PIXELS, tileScale=TILE_SCALE)
+            reducer=ee.Reducer.mean(), geometry=aoi, crs=spec.crs, scale=spec.stats_scale, maxPixels=MAX_PIXELS, tileScale=TILE_SCALE)
         return ee.Dictionary({
             "day": day,
             "PIXEL_COUNT_AOI": counts.get("cloudy_count"),
@@ -349,9 +348,8 @@ def fill(obs: ee.Image, mask: ee.Image, calibrated: ee.Image) -> ee.Image:
 def pca_query(pred: ee.Image, ids: Sequence[str], aoi: ee.Geometry, spec: Spec) -> ee.Dictionary:
     """Per-date mean and centred covariance of the predictions over the statistics sample
     (complete pixels only)."""
-    proj = ee.Projection(spec.crs).atScale(spec.stats_scale)
     complete = pred.updateMask(pred.mask().reduce(ee.Reducer.min()))
-    kw = dict(geometry=aoi, crs=proj, maxPixels=MAX_PIXELS, tileScale=TILE_SCALE)
+    kw = dict(geometry=aoi, crs=spec.crs, scale=spec.stats_scale, maxPixels=MAX_PIXELS, tileScale=TILE_SCALE)
     mean = complete.reduceRegion(reducer=ee.Reducer.mean(), **kw)
     cov = complete.toArray().reduceRegion(reducer=ee.Reducer.centeredCovariance(), **kw)
     count = complete.select(0).reduceRegion(reducer=ee.Reducer.count(), **kw)
@@ -364,7 +362,6 @@ def calibration_query(smoothed: ee.Image, obs: ee.Image, mask: ee.Image, ids: Se
     """For the images ``ids``: mean, 5-15 and 85-95 percentile interval means and count of the
     smoothed prediction (``p_<id>``) and the observation (``o_<id>``) on clear pixels."""
     ids = list(ids)
-    proj = ee.Projection(spec.crs).atScale(spec.stats_scale)
     clear = mask.select(ids).eq(0).And(obs.select(ids).mask()).And(smoothed.select(ids).mask())
     p = smoothed.select(ids).updateMask(clear).rename([f"p_{i}" for i in ids])
     o = obs.select(ids).updateMask(clear).rename([f"o_{i}" for i in ids])
@@ -372,7 +369,7 @@ def calibration_query(smoothed: ee.Image, obs: ee.Image, mask: ee.Image, ids: Se
                .combine(ee.Reducer.intervalMean(5, 15).setOutputs(["lower"]), sharedInputs=True)
                .combine(ee.Reducer.intervalMean(85, 95).setOutputs(["upper"]), sharedInputs=True)
                .combine(ee.Reducer.count(), sharedInputs=True))
-    stats = p.addBands(o).reduceRegion(reducer=reducer, geometry=aoi, crs=proj, maxPixels=MAX_PIXELS,
+    stats = p.addBands(o).reduceRegion(reducer=reducer, geometry=aoi, crs=spec.crs, scale=spec.stats_scale, maxPixels=MAX_PIXELS,
                                        tileScale=TILE_SCALE)
     return ee.Dictionary({"query": Q_CALIBRATION, "ids": ids, "stats": stats})
 
@@ -423,8 +420,12 @@ class Finish:
     table_rows: tuple  # per-image metadata for the tile table
 
 
-def tile_products(spec: Spec, fin: Finish, model: ee.Image, region: ee.Geometry) -> dict[str, Any]:
-    """Every stage-B product of one tile as ee objects (images and the per-image table)."""
+def tile_products(spec: Spec, fin: Finish, model: ee.Image, region: ee.Geometry,
+                  core: ee.Geometry | None = None) -> dict[str, Any]:
+    """Every stage-B product of one tile as ee objects (images and the per-image table).
+
+    ``region`` (the tile with its halo) selects the input scenes; ``core`` (the exported window)
+    is where the per-image MAE of the tile's table is measured, within the AOI."""
     rows = list(fin.rows)
     ids = [r["id"] for r in rows]
     pred = prediction_stack(spec, model, rows, region)
@@ -434,10 +435,10 @@ def tile_products(spec: Spec, fin: Finish, model: ee.Image, region: ee.Geometry)
         smoothed = pca_smooth(pred, np.asarray(fin.pca_mean), np.asarray(fin.pca_reconstruct))
     cal = calibrate(smoothed, fin.calibration)
     filled = fill(obs, mask, cal)
-    absdiff = obs.subtract(cal).abs().updateMask(mask.eq(0))
+    absdiff = obs.subtract(cal).abs().updateMask(mask.eq(0)).clip(aoi_geometry(spec))
     stats = absdiff.reduceRegion(reducer=ee.Reducer.mean().combine(ee.Reducer.count(), sharedInputs=True),
-                                 geometry=region, crs=grid_projection(spec), maxPixels=MAX_PIXELS,
-                                 tileScale=TILE_SCALE)
+                                 geometry=core if core is not None else region, crs=grid_projection(spec),
+                                 maxPixels=MAX_PIXELS, tileScale=TILE_SCALE)
 
     def table_row(r: Any) -> ee.Feature:
         r = ee.Dictionary(r)

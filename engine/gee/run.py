@@ -377,7 +377,8 @@ class GeeRun:
             self._products = {}  # jobs of one tile come together: keep one tile's products only
             model = ee.Image(self._model_asset(job.model_tile))
             halo = X.window_geometry(self.spec, tile.halo_window)
-            self._products[key] = X.tile_products(self.spec, self._finish, model, halo)
+            core = X.window_geometry(self.spec, self._window(tile))
+            self._products[key] = X.tile_products(self.spec, self._finish, model, halo, core)
         obj = self._products[key][job.stage]
         props = {"engine": ENGINE_TAG, "science_hash": self.h, "tile_id": tile.id, "output": job.stage,
                  "reduction": self._reduction_digest}
