@@ -154,7 +154,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     result = build_report(Path(args.run_dir), Path(args.out) if args.out else None)
     missing = f"; not available: {', '.join(sorted(result.missing))}" if result.missing else ""
-    console.print(f"report: {result.html} ({len(result.figures)} figures{missing})")
+    console.print(f"report: {result.html} ({len(result.figures)} figures{missing})", soft_wrap=True)
     return 0
 
 
