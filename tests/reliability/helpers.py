@@ -41,14 +41,19 @@ def cli_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def start_cli(args: Sequence[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
-    """``python -m engine ARGS`` in a new session (process group), stdout+stderr to ``log``."""
+def start_cli(args: Sequence[str], log: Path, env: dict[str, str] | None = None,
+              err_log: Path | None = None) -> subprocess.Popen:
+    """``python -m engine ARGS`` in a new session (process group), stdout (and stderr unless ``err_log``) to ``log``."""
     fh = open(log, "ab")
+    eh = open(err_log, "ab") if err_log else None
     try:
-        return subprocess.Popen([sys.executable, "-m", "engine", *args], cwd=REPO, stdout=fh, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, env=env or cli_env(), start_new_session=True)
+        return subprocess.Popen([sys.executable, "-m", "engine", *args], cwd=REPO, stdout=fh,
+                                stderr=eh or subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env or cli_env(),
+                                start_new_session=True)
     finally:
         fh.close()
+        if eh:
+            eh.close()
 
 
 def run_cli_proc(args: Sequence[str], env: dict[str, str] | None = None, timeout: float = 300,
@@ -184,11 +189,23 @@ def wait_for(pred: Callable[[], bool], proc: subprocess.Popen, timeout: float = 
 
 # --- outputs ---
 def tree_hashes(root: Path) -> dict[str, str]:
-    """sha256 of every file under ``root`` (relative path -> digest)."""
+    """sha256 of every file under ``root`` (relative path -> digest), and of the ledger's rows.
+
+    SQLite's ``-wal``/``-shm`` companions come and go with readers (a read-only reader leaves them,
+    the next read-write close removes them): they are compared through the ledger's content instead.
+    """
     out = {}
     for p in sorted(Path(root).rglob("*")):
-        if p.is_file():
+        if p.is_file() and not p.name.endswith(("-wal", "-shm")):
             out[str(p.relative_to(root))] = hashlib.sha256(p.read_bytes()).hexdigest()
+    if (Path(root) / "ledger.sqlite").exists():
+        conn = sqlite3.connect(f"file:{Path(root) / 'ledger.sqlite'}?mode=ro", uri=True)
+        try:
+            rows = conn.execute("SELECT * FROM stages ORDER BY tile_id, stage").fetchall()
+            rows += conn.execute("SELECT * FROM meta ORDER BY key").fetchall()
+        finally:
+            conn.close()
+        out["ledger rows"] = hashlib.sha256(repr(rows).encode()).hexdigest()
     return out
 
 

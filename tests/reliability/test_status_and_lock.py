@@ -1,0 +1,94 @@
+"""``status`` exit codes (complete 0, failed 1, incomplete 3) and the single writer of a run directory."""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from engine.cli import build_parser
+from engine.commands import _context
+from engine.run import execute
+from tests.reliability.helpers import (
+    GLOBAL,
+    FailingFinishBackend,
+    assert_same_products,
+    attempts,
+    ledger_rows,
+    run_args,
+    run_cli_proc,
+    start_cli,
+    stop_group,
+    wait_for,
+)
+
+pytestmark = pytest.mark.slow
+
+
+def _one_line_error(proc, *fragments: str) -> None:
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert proc.returncode not in (0, None) and len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    for f in fragments:
+        assert f in lines[0], (f, lines[0])
+
+
+def test_status_of_a_complete_run_is_0(reference):
+    proc = run_cli_proc(["status", str(reference.run_dir)])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "run is COMPLETE" in proc.stdout and proc.stderr == ""
+
+
+def test_failed_tile_status_1_then_resume_redoes_only_it(reference, tmp_path):
+    run_dir = tmp_path / "run"
+    args = build_parser().parse_args(run_args(reference.aoi, run_dir, "-q"))
+    ctx = _context(args)
+    bad = ctx.plan.tiles[3].id
+    result = execute(ctx, backend=FailingFinishBackend(bad))  # in this process; the tile fails in a dask worker
+    assert set(result.failures) == {bad} and not result.complete
+
+    proc = run_cli_proc(["status", str(run_dir)])
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    flat = " ".join(proc.stdout.split())
+    assert "run is FAILED" in flat and "planted failure" in flat
+
+    before = attempts(run_dir)
+    proc = run_cli_proc(["resume", str(run_dir), "-q"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    after = attempts(run_dir)
+    assert {k for k in before if after[k] != before[k]} == {(bad, "finish"), (GLOBAL, "merge")}
+    assert_same_products(run_dir, reference.run_dir)
+    assert run_cli_proc(["status", str(run_dir)]).returncode == 0
+
+
+def test_one_writer_per_run_dir(reference, tmp_path):
+    """Two runs started together on a new run dir: one runs, the other stops with a one-line error; a resume
+    while it runs is refused too; status reads the running run (incomplete, 3); the run completes unharmed."""
+    run_dir = tmp_path / "run"
+    args = run_args(reference.aoi, run_dir, "-q")
+    a = start_cli(args, tmp_path / "a.log", err_log=tmp_path / "a.err")
+    b = start_cli(args, tmp_path / "b.log", err_log=tmp_path / "b.err")
+    try:
+        # the loser finds the directory locked after its global pass (or sees it in use at start)
+        deadline = time.monotonic() + 120
+        while a.poll() is None and b.poll() is None:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        loser, winner, name = (a, b, "a") if a.poll() is not None else (b, a, "b")
+        err = (tmp_path / f"{name}.err").read_text()
+        lines = [ln for ln in err.splitlines() if ln.strip()]
+        assert loser.returncode == 2 and len(lines) == 1, err + (tmp_path / f"{name}.log").read_text()
+        assert lines[0].startswith("error: ") and f"in use by pid {winner.pid}" in lines[0], err
+
+        assert wait_for(lambda: any(s == "train" for (_, s) in ledger_rows(run_dir)), winner)
+        proc = run_cli_proc(["resume", str(run_dir), "-q"])
+        _one_line_error(proc, "in use by pid", str(winner.pid))
+        proc = run_cli_proc(["run", *args[1:]])
+        _one_line_error(proc, "in use by pid")
+        proc = run_cli_proc(["status", str(run_dir)])
+        assert proc.returncode == 3 and "INCOMPLETE" in proc.stdout, proc.stdout + proc.stderr
+
+        assert winner.wait(timeout=300) == 0
+    finally:
+        stop_group(a)
+        stop_group(b)
+    assert_same_products(run_dir, reference.run_dir)
+    assert all(v == 1 for k, v in attempts(run_dir).items())
