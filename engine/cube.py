@@ -1,8 +1,8 @@
 """The merged product: one Zarr store holding every output as a (time, y, x) cube.
 
-The store spans the bounding box of the tile plan and is chunked one tile per chunk, so each tile
-writes exactly its own chunks (zarr's local store writes every chunk file atomically) and tiles
-never contend. ``xarray.open_zarr(path, decode_coords="all")`` gives the cube (and the 7 gap layers) with ``time``,
+The store spans the bounding box of the tile plan and holds one shard (one file) per tile and
+variable, with inner chunks of one date: each tile writes exactly its own files (zarr's local
+store writes every file atomically), tiles never contend, and one date reads cheaply. ``xarray.open_zarr(path, decode_coords="all")`` gives the cube (and the 7 gap layers) with ``time``,
 ``y``, ``x`` coordinates and a CF ``spatial_ref`` (CRS WKT and GDAL GeoTransform).
 """
 from __future__ import annotations
@@ -66,7 +66,10 @@ def create_cube(path: Path, grid: GridSpec, tiles: Sequence[Tile], times: pd.Dat
         ds[name] = (("time", "y", "x"), da.full((len(times), height, width), FILL[dtype], dtype=dtype,
                                                  chunks=(len(times), t, t)))
         ds[name].attrs["grid_mapping"] = "spatial_ref"
-        encoding[name] = {"chunks": (len(times), t, t), "compressors": [COMPRESSOR], "fill_value": FILL[dtype]}
+        # one shard (file) per tile, inner chunks of one date: a tile writes one file atomically, and
+        # reading one date of a whole scene decodes only that date
+        encoding[name] = {"chunks": (1, t, t), "shards": (len(times), t, t), "compressors": [COMPRESSOR],
+                          "fill_value": FILL[dtype]}
     for name in GAP_BANDS:  # job 1: one (y, x) layer per gap statistic
         ds[name] = (("y", "x"), da.full((height, width), np.float32(np.nan), dtype="float32", chunks=(t, t)))
         ds[name].attrs.update(grid_mapping="spatial_ref", units="count" if name == "clear_count" else "days")
