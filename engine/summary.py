@@ -63,8 +63,15 @@ def print_summary(console: Console, ctx: RunContext, result: Any) -> None:
     timing = ", ".join(f"{k} {v:.1f} s" for k, v in result.timings.items())
     if timing:
         console.print(f"time: {timing}")
-    console.print(f"outputs: {result.run_dir}/cube.zarr (filled, mask, prediction, observation, gaps), "
-                  f"images.csv, skill.csv, tiles.parquet, manifest.json")
+    if m.get("backend") == "gee":
+        ee = m.get("earth_engine", {})
+        console.print(f"outputs: Earth Engine exports per tile to {ee.get('destination')}, models in "
+                      f"{ee.get('models_folder')}; listed in {result.run_dir}/manifest.json (with images.csv "
+                      f"and tiles.parquet)")
+    else:
+        console.print(f"outputs: {result.run_dir}/cube.zarr (filled, mask, prediction, observation, gaps), "
+                      f"images.csv, skill.csv, tiles.parquet, manifest.json; report: "
+                      f"python -m engine report {result.run_dir}")
     if not result.complete:
         console.print(f"[red]incomplete:[/] {len(result.failures)} tile(s) failed; fix the cause and run "
                       f"python -m engine resume {result.run_dir}")
