@@ -17,12 +17,11 @@ import numpy as np
 import pandas as pd
 
 from engine.backends.base import GlobalStats
-from engine.backends.local.global_pass import MIN_PAIRS, MIN_PIXEL_COUNT, _metadata_labels, nearest_odd
+from engine.backends.local.global_pass import nearest_odd, pair_and_split
 from engine.context import RunContext
 from engine.errors import DataError, EarthEngineError
 from engine.gee import expressions as X
 from engine.gee.api import EEApi
-from engine.science.split import artificial_mask_donor, split_labels
 
 log = logging.getLogger(__name__)
 
@@ -98,33 +97,7 @@ def global_pass(ctx: RunContext, api: EEApi, spec: X.Spec) -> GlobalStats:
     images = pd.DataFrame({"id": [image_id(p.OPTICAL_MISSION, d) for d in days], "time": day_time(days),
                            "day": np.asarray(days, dtype="int64")})
     images = images.merge(stats, on="day", how="left")
-    images["paired"] = ((images["s1_count"] > 0) & (images["pixel_count"] > MIN_PIXEL_COUNT)
-                        & images["vv_mean"].notna() & images["vh_mean"].notna())
-    n_pairs = int(images["paired"].sum())
-    if n_pairs < MIN_PAIRS:
-        raise DataError(
-            f"only {n_pairs} optical-SAR pairs for {ctx.aoi.name} ({len(images)} {p.OPTICAL_MISSION} images, "
-            f"{len(sar)} S1 images, {p.START_DATE} to {p.END_DATE}); at least {MIN_PAIRS} are needed: "
-            "extend the period (--start/--end) or widen SAR_WINDOW_DAYS")
-    paired_idx = np.flatnonzero(images["paired"].to_numpy())
-    paired_days = images["day"].to_numpy()[paired_idx]
-    if p.PATH_MATADATA:
-        rnd, labels = _metadata_labels(p.PATH_MATADATA, images["id"].iloc[paired_idx])
-    else:
-        rnd, labels = split_labels(paired_days, p.RANDOM_SEED, p.TRAIN_TEST_SPLIT, p.VAL_SPLIT, p.RANDOM_SPLIT)
-    images["random"] = np.nan
-    images["split"] = ""
-    images.loc[paired_idx, "random"] = rnd
-    images.loc[paired_idx, "split"] = labels
-    notes = []
-    donor = artificial_mask_donor(images["cloud_pct"].to_numpy()[paired_idx])
-    donor_id = None if donor is None else str(images["id"].iloc[paired_idx[donor]])
-    if donor is not None:
-        pct = images["cloud_pct"].iloc[paired_idx[donor]]
-        if not 50 <= pct <= 55:
-            notes.append(f"no paired image has 50-55 % cloud; validation mask borrowed from {donor_id} ({pct:.1f} %)")
-    elif (labels == "Validation").any():
-        notes.append("no partly cloudy image to lend its mask: validation images get no artificial cloud")
+    donor_id, notes = pair_and_split(images, len(sar), ctx)
     step = nearest_odd(p.STATS_SCALE / ctx.plan.grid.resolution)
     return GlobalStats(images=images, sar=sar[["id", "time", "day"]], donor_id=donor_id, sample_step=step,
                        skill_step=1, notes=notes)

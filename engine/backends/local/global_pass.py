@@ -81,6 +81,47 @@ def _metadata_labels(path: str, ids: pd.Series) -> tuple[np.ndarray, np.ndarray]
     return table.loc[ids, rnd_col].to_numpy(float), table.loc[ids, split_col].astype(str).to_numpy()
 
 
+def pair_and_split(images: pd.DataFrame, n_sar: int, ctx: RunContext) -> tuple[str | None, list[str]]:
+    """Steps 2 and 5 on the per-image table (both backends): pairing, split labels, the donor.
+
+    Adds the columns ``paired``, ``random`` and ``split`` to ``images`` (chronological, with
+    ``s1_count``, ``pixel_count``, ``cloud_pct``, ``vv_mean``, ``vh_mean``); returns the id of the
+    artificial-mask donor and notes for the user. Raises DataError below 10 pairs.
+    """
+    p = ctx.params
+    images["paired"] = ((images["s1_count"] > 0) & (images["pixel_count"] > MIN_PIXEL_COUNT)
+                        & images["vv_mean"].notna() & images["vh_mean"].notna())
+    n_pairs = int(images["paired"].sum())
+    if n_pairs < MIN_PAIRS:
+        raise DataError(
+            f"only {n_pairs} optical-SAR pairs for {ctx.aoi.name} ({len(images)} {p.OPTICAL_MISSION} images, "
+            f"{n_sar} S1 images, {p.START_DATE} to {p.END_DATE}); at least {MIN_PAIRS} are needed: "
+            "extend the period (--start/--end) or widen SAR_WINDOW_DAYS"
+        )
+
+    paired_idx = np.flatnonzero(images["paired"].to_numpy())
+    paired_days = images["day"].to_numpy()[paired_idx]
+    if p.PATH_MATADATA:
+        rnd, labels = _metadata_labels(p.PATH_MATADATA, images["id"].iloc[paired_idx])
+    else:
+        rnd, labels = split_labels(paired_days, p.RANDOM_SEED, p.TRAIN_TEST_SPLIT, p.VAL_SPLIT, p.RANDOM_SPLIT)
+    images["random"] = np.nan
+    images["split"] = ""
+    images.loc[paired_idx, "random"] = rnd
+    images.loc[paired_idx, "split"] = labels
+
+    notes = []
+    donor = artificial_mask_donor(images["cloud_pct"].to_numpy()[paired_idx])
+    donor_id = None if donor is None else str(images["id"].iloc[paired_idx[donor]])
+    if donor is not None:
+        pct = images["cloud_pct"].iloc[paired_idx[donor]]
+        if not 50 <= pct <= 55:
+            notes.append(f"no paired image has 50-55 % cloud; validation mask borrowed from {donor_id} ({pct:.1f} %)")
+    elif (labels == "Validation").any():
+        notes.append("no partly cloudy image to lend its mask: validation images get no artificial cloud")
+    return donor_id, notes
+
+
 def global_pass(ctx: RunContext, source: Source) -> GlobalStats:
     """Compute the AOI-wide per-image table and the decisions every tile shares."""
     p = ctx.params
@@ -126,35 +167,6 @@ def global_pass(ctx: RunContext, source: Source) -> GlobalStats:
         images["vv_mean"] = np.nan
         images["vh_mean"] = np.nan
         images["s1_count"] = 0
-    images["paired"] = ((images["s1_count"] > 0) & (images["pixel_count"] > MIN_PIXEL_COUNT)
-                        & images["vv_mean"].notna() & images["vh_mean"].notna())
-    n_pairs = int(images["paired"].sum())
-    if n_pairs < MIN_PAIRS:
-        raise DataError(
-            f"only {n_pairs} optical-SAR pairs for {ctx.aoi.name} ({len(images)} {p.OPTICAL_MISSION} images, "
-            f"{len(sar)} S1 images, {p.START_DATE} to {p.END_DATE}); at least {MIN_PAIRS} are needed: "
-            "extend the period (--start/--end) or widen SAR_WINDOW_DAYS"
-        )
-
-    paired_idx = np.flatnonzero(images["paired"].to_numpy())
-    paired_days = images["day"].to_numpy()[paired_idx]
-    if p.PATH_MATADATA:
-        rnd, labels = _metadata_labels(p.PATH_MATADATA, images["id"].iloc[paired_idx])
-    else:
-        rnd, labels = split_labels(paired_days, p.RANDOM_SEED, p.TRAIN_TEST_SPLIT, p.VAL_SPLIT, p.RANDOM_SPLIT)
-    images["random"] = np.nan
-    images["split"] = ""
-    images.loc[paired_idx, "random"] = rnd
-    images.loc[paired_idx, "split"] = labels
-
-    notes = []
-    donor = artificial_mask_donor(images["cloud_pct"].to_numpy()[paired_idx])
-    donor_id = None if donor is None else str(images["id"].iloc[paired_idx[donor]])
-    if donor is not None:
-        pct = images["cloud_pct"].iloc[paired_idx[donor]]
-        if not 50 <= pct <= 55:
-            notes.append(f"no paired image has 50-55 % cloud; validation mask borrowed from {donor_id} ({pct:.1f} %)")
-    elif (labels == "Validation").any():
-        notes.append("no partly cloudy image to lend its mask: validation images get no artificial cloud")
+    donor_id, notes = pair_and_split(images, len(sar), ctx)
     return GlobalStats(images=images, sar=sar.assign(day=sar_days)[["id", "time", "day"]], donor_id=donor_id,
                        sample_step=step, skill_step=skill_step(aoi.area / grid.resolution**2), notes=notes)
