@@ -82,11 +82,12 @@ def _execute(ctx: RunContext, args: argparse.Namespace) -> int:
     if ctx.params.BACKEND == "gee":
         from engine.gee.run import execute_gee
 
-        with TerminalProgress(console, quiet=args.quiet) as progress:
+        with TerminalProgress(console, quiet=args.quiet, slots=ctx.params.MAX_RUNNING_EXPORTS) as progress:
             result = execute_gee(ctx, progress, assume_yes=getattr(args, "yes", False),
                                  resuming=getattr(args, "command", None) == "resume")
     else:
-        with TerminalProgress(console, quiet=args.quiet) as progress:
+        slots = None if ctx.params.SCHEDULER else ctx.params.WORKERS  # one thread per local worker
+        with TerminalProgress(console, quiet=args.quiet, slots=slots) as progress:
             result = execute(ctx, progress)
     print_summary(console, ctx, result)
     return 0 if result.complete else 1

@@ -12,9 +12,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 class TerminalProgress:
     """Per stage: tiles done / total, failed, elapsed and ETA (rich on a TTY, lines otherwise)."""
 
-    def __init__(self, console: Console, quiet: bool = False) -> None:
+    def __init__(self, console: Console, quiet: bool = False, slots: int | None = None) -> None:
         self.console = console
         self.quiet = quiet
+        self.slots = slots  # tasks that can run at once (dask worker threads, EE running cap)
         self.live = console.is_terminal and not quiet
         self._bar: Progress | None = None
         self._tasks: dict[str, int] = {}
@@ -36,6 +37,12 @@ class TerminalProgress:
             self._bar.__exit__(*exc)
 
     def stage(self, name: str, total: int, done: int = 0) -> None:
+        if name in self._counts:  # a stage run again (e.g. retraining tiles): extend its bar
+            if total > done:
+                self._totals[name] += total - done
+                if self._bar is not None:
+                    self._bar.update(self._tasks[name], total=self._totals[name])
+            return
         self._counts[name] = Counter(done=done)
         self._totals[name] = total
         self._t0[name] = time.perf_counter()
@@ -47,7 +54,10 @@ class TerminalProgress:
 
     def _detail(self, name: str) -> str:
         c = self._counts[name]
-        parts = [f"{c['failed']} failed" if c["failed"] else "", f"{c['empty']} empty" if c["empty"] else ""]
+        left = self._totals.get(name, 0) - sum(c.values())
+        running = min(self.slots, left) if self.slots else 0
+        parts = [f"{running} running" if running else "", f"{c['failed']} failed" if c["failed"] else "",
+                 f"{c['empty']} empty" if c["empty"] else "", f"{c['split']} split" if c["split"] else ""]
         return ", ".join(p for p in parts if p)
 
     def tile(self, stage: str, tile_id: str, status: str) -> None:
