@@ -145,10 +145,12 @@ def _check_run_dir(rd: RunDir, ctx: RunContext) -> bool:
     if rd.exists():
         check_compatible(rd.read_run(), ctx)
         return True
-    if rd.root.exists() and any(rd.root.iterdir()):
-        holder = RunLock.holder(rd.root)
-        if holder:  # another process is creating a run here (its run.json is not written yet)
-            raise RunDirError(f"run directory {str(rd.root)!r} is in use by {holder}; wait for it or use another --run-dir")
+    holder = RunLock.holder(rd.root)
+    if holder:  # another process is creating a run here (its run.json is not written yet)
+        raise RunDirError(f"run directory {str(rd.root)!r} is in use by {holder}; wait for it or use another --run-dir")
+    # a run killed between taking the lock and writing run.json leaves only .lock (and maybe a temp dir)
+    if rd.root.exists() and any(p.name != ".lock" and not (p.name.startswith(".") and p.name.endswith(".tmp"))
+                                for p in rd.root.iterdir()):
         raise RunDirError(f"{str(rd.root)!r} exists and is not a run directory of this engine; choose another --run-dir")
     return False
 
@@ -171,7 +173,7 @@ def execute(ctx: RunContext, progress: Progress | None = None, backend: LocalBac
         stats = backend.global_pass(ctx)
         timings["global"] = time.perf_counter() - t0
     with RunLock(rd.root):
-        if existing and rd.sweep_temporaries():
+        if rd.sweep_temporaries():
             log.info("removed temporary files of an interrupted run")
         if not existing:
             if rd.exists():  # another process created the run while this one did the global pass

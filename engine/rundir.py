@@ -102,8 +102,7 @@ class RunLock:
         try:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            fh.seek(0)
-            holder = fh.read().strip() or "another process"
+            holder = _holder_text(fh)
             fh.close()
             raise RunDirError(
                 f"run directory {str(self.path.parent)!r} is in use by {holder}; wait for it or use another --run-dir"
@@ -126,7 +125,7 @@ class RunLock:
             try:
                 fcntl.flock(fh.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
             except BlockingIOError:
-                return fh.read().strip() or "another process"
+                return _holder_text(fh)
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
         return None
 
@@ -135,3 +134,16 @@ class RunLock:
             fcntl.flock(self._fh.fileno(), fcntl.LOCK_UN)
             self._fh.close()
             self._fh = None
+
+
+def _holder_text(fh: IO[str]) -> str:
+    """The holder's ``pid N`` (it writes it just after locking: wait a moment for it)."""
+    import time
+
+    for _ in range(20):
+        fh.seek(0)
+        text = fh.read().strip()
+        if text:
+            return text
+        time.sleep(0.01)
+    return "another process"
