@@ -91,7 +91,7 @@ class Parameters(BaseModel):
     EXPORT_DESTINATION: Literal["asset", "gcs", "drive"] = Field("asset", description="Where gee outputs go.")
     EXPORT_BUCKET: Optional[str] = Field(None, description="Cloud Storage bucket for EXPORT_DESTINATION=gcs.")
     EXPORT_FOLDER: Optional[str] = Field(None, description="Drive folder (default PROJECT_TITLE).")
-    EXPORT_MOSAIC: bool = Field(False, description="gee: also export one mosaic per output at the end.")
+    EXPORT_MOSAIC: bool = Field(False, description="gee: also export an AOI-wide mosaic of the outputs image at the end.")
     EE_PROJECT: Optional[str] = Field(None, description="Earth Engine Cloud project (or EE_PROJECT env var).")
     EE_ASSET_ROOT: str = Field("sar-infill", description="Folder under projects/<project>/assets/.")
     EE_API_URL: str = Field("https://earthengine.googleapis.com", description="Earth Engine API base URL.")

@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from engine.context import RunContext, build_context
-from engine.estimate import estimate, human_bytes, human_seconds
+from engine.estimate import ee_counts, estimate, human_bytes, human_seconds
 from engine.tile_index import tile_frame, write_tile_index
 
 console = Console(highlight=False)
@@ -23,8 +23,9 @@ def _context(args: argparse.Namespace) -> RunContext:
 
 def print_plan(ctx: RunContext) -> None:
     """What the run is about to do: AOI, tiles, pixels, dates, and estimates."""
-    p, s = ctx.params, ctx.plan.summary(len(ctx.outputs), ctx.params.EXPORT_DESTINATION == "asset")
+    p, s = ctx.params, ctx.plan.summary(ctx.ee_exports_per_tile, ctx.params.EXPORT_DESTINATION == "asset")
     est = estimate(ctx)
+    ee_tasks, ee_assets = ee_counts(ctx)  # as est.ee_tasks / ee_assets, also for the local backend (mosaics included)
     for note in ctx.notes:
         console.print(f"[yellow]note:[/] {note}")
     t = Table(title=f"Plan: {ctx.aoi.name} ({ctx.aoi.kind}), {p.OPTICAL_MISSION} {p.START_DATE} to {p.END_DATE}",
@@ -38,13 +39,16 @@ def print_plan(ctx: RunContext) -> None:
     t.add_row("dates", f"~{s['dates_estimate']} optical dates (from the revisit; the catalog decides)")
     t.add_row("tile memory", f"{human_bytes(s['tile_bytes'])} per tile of {human_bytes(s['budget_bytes'])} budget")
     t.add_row("backend", f"{p.BACKEND}" + (f" (source: {p.DATA_SOURCE})" if p.BACKEND == "local" else f" ({p.EE_API_URL})"))
+    k = len(ctx.output_parts)
+    per_tile = (f"{ctx.ee_exports_per_tile} per tile: model, "
+                f"{'outputs image' if k == 1 else f'{k} outputs images (band limit)'}, per-image table")
     if p.BACKEND == "gee":
-        quota_ok = s["ee_assets"] <= s["ee_asset_quota"]
-        t.add_row("Earth Engine", f"{est.ee_tasks:,} batch tasks, {est.ee_assets:,} assets "
+        quota_ok = ee_assets <= s["ee_asset_quota"]
+        t.add_row("Earth Engine", f"{ee_tasks:,} batch tasks ({per_tile}), {ee_assets:,} assets "
                   f"({'within' if quota_ok else '[red]OVER[/]'} the {s['ee_asset_quota']:,}-asset quota)")
     else:
-        t.add_row("Earth Engine", f"none (local backend); as gee: {s['ee_tasks']:,} tasks, {s['ee_assets']:,} assets "
-                  f"of the {s['ee_asset_quota']:,} quota")
+        t.add_row("Earth Engine", f"none (local backend); as gee: {ee_tasks:,} tasks ({per_tile}), {ee_assets:,} "
+                  f"assets of the {s['ee_asset_quota']:,} quota")
     t.add_row("estimate", f"~{human_seconds(est.seconds)} wall, ~{human_bytes(est.bytes)} of outputs (rough)")
     t.add_row("run directory", str(ctx.run_dir))
     console.print(t)

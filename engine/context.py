@@ -8,12 +8,9 @@ from typing import Any
 from AOI.resolve import AOI, from_file, resolve_aoi, sites
 from config.parameters import Parameters, load_parameters
 from engine.errors import AOIError
+from engine.gee import layout
 from tiling.budget import Budget, estimate_dates
 from tiling.plan import TilePlan, plan_tiles
-
-# Outputs exported per tile: filled NDVI, mask, calibrated prediction, observation, gap statistics,
-# per-image table; optional extras add to it.
-BASE_OUTPUTS = ("filled", "mask", "prediction", "observation", "gaps", "images")
 
 
 @dataclass(frozen=True)
@@ -27,9 +24,31 @@ class RunContext:
     notes: tuple[str, ...] = field(default=())
 
     @property
+    def variables(self) -> tuple[str, ...]:
+        """Per-date variables of the gee outputs image: filled, mask, prediction, observation (+ extras)."""
+        return layout.variables(self.params.EXPORT_PCA, self.params.EXPORT_INPUT)
+
+    @property
+    def output_parts(self) -> tuple[layout.Part, ...]:
+        """The gee outputs image(s) of a tile at the planned number of dates (``engine.gee.layout``):
+        one image unless the band limit splits it. The run uses the catalog's actual dates."""
+        return layout.output_parts(self.plan.budget.dates, len(self.variables))
+
+    @property
     def outputs(self) -> tuple[str, ...]:
-        extra = ("sar",) * self.params.EXPORT_INPUT + ("smoothed",) * self.params.EXPORT_PCA
-        return BASE_OUTPUTS + extra
+        """Stage-B exports per tile on Earth Engine: the outputs image(s), then the per-image table."""
+        return layout.stages(self.output_parts)
+
+    @property
+    def ee_exports_per_tile(self) -> int:
+        """Earth Engine batch exports per tile: the model, the outputs image(s), the per-image table."""
+        return 1 + len(self.outputs)
+
+    @property
+    def ee_run_exports(self) -> int:
+        """Run-wide exports: one mosaic per outputs image with ``EXPORT_MOSAIC`` (asset destination only)."""
+        p = self.params
+        return len(self.output_parts) if p.EXPORT_MOSAIC and p.EXPORT_DESTINATION == "asset" else 0
 
     @property
     def n_days(self) -> int:

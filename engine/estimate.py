@@ -8,7 +8,8 @@ from engine.context import RunContext
 # Local backend cost per (pixel x optical date), seconds, on one core of the reference machine,
 # all stages included. Measured with benchmarks/area_scaling.py (see benchmarks/RESULTS.md).
 LOCAL_SECONDS_PER_PIXEL_DATE = 2.0e-7
-# Earth Engine: rough minutes per batch task of a budget-sized tile (unconfirmed; depends on load).
+# Earth Engine: rough minutes per batch task of a budget-sized tile (unconfirmed; depends on load). A tile is
+# ``RunContext.ee_exports_per_tile`` tasks: the model, the outputs image (every product, computed once), the table.
 GEE_MINUTES_PER_TASK = 6.0
 
 
@@ -25,15 +26,25 @@ class Estimate:
         return f"~{human_seconds(self.seconds)}, ~{human_bytes(self.bytes)}"
 
 
+def ee_counts(ctx: RunContext) -> tuple[int, int]:
+    """(batch tasks, assets) of the run on Earth Engine, whatever the backend: per tile
+    ``ctx.ee_exports_per_tile`` exports (model, outputs image(s), per-image table; assets for all of
+    them with EXPORT_DESTINATION=asset, else the model only), plus the run's folders and mosaics."""
+    to_asset = ctx.params.EXPORT_DESTINATION == "asset"
+    per_tile = ctx.ee_exports_per_tile
+    return (ctx.plan.tasks(per_tile) + ctx.ee_run_exports,
+            ctx.plan.assets(per_tile, to_asset) + ctx.ee_run_exports)
+
+
 def estimate(ctx: RunContext) -> Estimate:
     plan, params = ctx.plan, ctx.params
     dates = plan.budget.dates
     pixels = plan.tile_pixels
-    float_outputs = 3 + params.EXPORT_PCA + 2 * params.EXPORT_INPUT  # filled, prediction, observation (+extras)
-    per_pixel = dates * (4 * float_outputs + 1) + 4 * (7 + 9)  # + mask bytes, gap bands, model
-    n_out = len(ctx.outputs)
-    tasks = plan.tasks(n_out) if params.BACKEND == "gee" else 0
-    assets = plan.assets(n_out, params.EXPORT_DESTINATION == "asset") if params.BACKEND == "gee" else 0
+    # float32 per-date variables and 7 gap bands, 9-band model; the mask is uint8 in the local cube and
+    # float32 in the gee outputs image (one type for every band)
+    mask_bytes = 4 if params.BACKEND == "gee" else 1
+    per_pixel = dates * (4 * (len(ctx.variables) - 1) + mask_bytes) + 4 * (7 + 9)
+    tasks, assets = ee_counts(ctx) if params.BACKEND == "gee" else (0, 0)
     if params.BACKEND == "gee":
         seconds = tasks * GEE_MINUTES_PER_TASK * 60 / params.MAX_RUNNING_EXPORTS
     else:

@@ -37,13 +37,13 @@ class TerminalProgress:
             self._bar.__exit__(*exc)
 
     def stage(self, name: str, total: int, done: int = 0) -> None:
-        if name in self._counts:  # a stage run again (e.g. retraining tiles): extend its bar
+        if name in self._totals:  # a stage run again (e.g. retraining tiles): extend its bar
             if total > done:
                 self._totals[name] += total - done
                 if self._bar is not None:
                     self._bar.update(self._tasks[name], total=self._totals[name])
             return
-        self._counts[name] = Counter(done=done)
+        self._counts[name] = Counter(done=done)  # tiles reported before (reused, adopted) are in ``done``
         self._totals[name] = total
         self._t0[name] = time.perf_counter()
         self._skipped[name] = done
@@ -63,6 +63,8 @@ class TerminalProgress:
     def tile(self, stage: str, tile_id: str, status: str) -> None:
         c = self._counts.setdefault(stage, Counter())
         c[status] += 1
+        if stage not in self._totals:  # reported before the stage started (reused, adopted): part of its done
+            return
         finished = sum(c.values())
         if self._bar is not None:
             self._bar.update(self._tasks[stage], completed=finished, detail=self._detail(stage))

@@ -35,16 +35,17 @@ class TilePlan:
     def aoi_pixels(self) -> int:
         return int(round(self.aoi.area / self.grid.resolution**2))
 
-    def assets(self, outputs_per_tile: int, outputs_to_asset: bool) -> int:
-        """Earth Engine assets the run creates: a model per tile (+ outputs if exported to assets)."""
-        per_tile = 1 + (outputs_per_tile if outputs_to_asset else 0)
+    def assets(self, exports_per_tile: int, outputs_to_asset: bool) -> int:
+        """Earth Engine assets the run creates: its folders, then per tile the model and, when outputs go
+        to assets, one asset per other export (``exports_per_tile`` counts the model too)."""
+        per_tile = exports_per_tile if outputs_to_asset else 1
         return RUN_FOLDERS + per_tile * len(self.tiles)
 
-    def tasks(self, outputs_per_tile: int) -> int:
-        """Earth Engine batch tasks: one training export and one export per output, per tile."""
-        return (1 + outputs_per_tile) * len(self.tiles)
+    def tasks(self, exports_per_tile: int) -> int:
+        """Earth Engine batch tasks: ``exports_per_tile`` (training export included) per tile."""
+        return exports_per_tile * len(self.tiles)
 
-    def summary(self, outputs_per_tile: int, outputs_to_asset: bool, asset_quota: int = ASSET_QUOTA_COUNT) -> dict:
+    def summary(self, exports_per_tile: int, outputs_to_asset: bool, asset_quota: int = ASSET_QUOTA_COUNT) -> dict:
         side = self.grid.tile_size
         return {
             "crs": self.grid.crs,
@@ -60,8 +61,9 @@ class TilePlan:
             "dates_estimate": self.budget.dates,
             "tile_bytes": self.budget.tile_bytes(side),
             "budget_bytes": self.budget.max_bytes,
-            "ee_tasks": self.tasks(outputs_per_tile),
-            "ee_assets": self.assets(outputs_per_tile, outputs_to_asset),
+            "ee_exports_per_tile": exports_per_tile,
+            "ee_tasks": self.tasks(exports_per_tile),
+            "ee_assets": self.assets(exports_per_tile, outputs_to_asset),
             "ee_asset_quota": asset_quota,
         }
 

@@ -14,6 +14,9 @@ Modules (each small enough to read in one sitting):
 * ``global_pass`` / ``reduce``: the AOI-wide steps (per-date statistics, pairing, split, donor;
   PCA basis and calibration statistics from the saved models) -> ``GlobalStats`` /
   ``Reduction``, the same objects as the local backend.
+* ``layout``: what a tile's stage B exports (pure): one multi-band float32 outputs image
+  (``<variable>_<YYYYMMDD>`` bands + the 7 gap bands; split by date range only past 1,024 bands)
+  and the per-image table, so a tile is 3 exports with the model (``RunContext.ee_exports_per_tile``).
 * ``naming``: asset layout, export descriptions, deterministic ``requestId``s.
 * ``exports``: export request bodies on the engine's grid, to asset / Cloud Storage / Drive.
 * ``dispatch``: the single-process task dispatcher (cap, one paged poll, split on memory).

@@ -14,9 +14,9 @@ Per iteration:
 
 1. **Submit** queued jobs while fewer than ``cap`` of *our* submitted tasks are PENDING or
    RUNNING. Each export carries a deterministic ``requestId`` (tile id + stage + config hash +
-   attempt, :func:`engine.gee.naming.request_id`); the ledger records the attempt before the
-   request and the operation name after it, so a client killed in between resubmits the same
-   ``requestId`` and gets the same operation back (never a second export).
+   attempt + content variant, :func:`engine.gee.naming.request_id`); the ledger records the
+   attempt before the request and the operation name after it, so a client killed in between
+   resubmits the same ``requestId`` and gets the same operation back (never a second export).
 2. **Wait** until the next poll: ``POLL_INTERVAL_S`` at most, sooner when a running task's
    reported progress says it ends earlier (polls at least a tenth of the interval apart). The
    wait is used to build the next request bodies, so a freed slot costs one request.
@@ -65,6 +65,7 @@ class Job:
     model_tile: Tile | None = None  # stage B: the tile whose model asset is used
     destination: dict[str, Any] = field(default_factory=dict)  # {"asset": id} | {"uri": ...}
     overwrite: bool = False
+    variant: str = ""  # what else decides the export's content (part of the requestId)
     # runtime
     attempt: int = 0
     resubmit: bool = False  # the ledger holds an attempt whose operation name was never recorded
@@ -214,7 +215,7 @@ class Dispatcher:
         if job.body is None and not self._prepare(job):
             self._settle(Outcome(job, "failed", job.build_error or "the export request could not be built"))
             return
-        rid = request_id(job.tile_id, job.stage, self.h, job.attempt)
+        rid = request_id(job.tile_id, job.stage, self.h, job.attempt, job.variant)
         try:
             op = self.api.export(job.kind, job.body, rid)
         except TransientError as e:
@@ -360,7 +361,8 @@ class Dispatcher:
 
 
 def _default_child(job: Job, child: Tile) -> Job:
-    return Job(child.id, job.stage, job.kind, tile=child, model_tile=child if job.stage == "train" else job.model_tile)
+    return Job(child.id, job.stage, job.kind, tile=child, model_tile=child if job.stage == "train" else job.model_tile,
+               variant=job.variant)
 
 
 def _explain_submit_error(job: Job, message: str) -> str:

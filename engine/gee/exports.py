@@ -15,7 +15,6 @@ from engine.gee import expressions as X
 from tiling.grid import Tile
 
 ENGINE_TAG = "sar-infill"
-CATEGORICAL = {"mask"}  # pyramided by mode, not mean
 
 
 def export_window(tile_window: tuple[int, int, int, int], aoi_bounds: tuple[float, float, float, float],
@@ -45,11 +44,14 @@ def _grid_expression(image: ee.Image, window: tuple[int, int, int, int], spec: X
     return task.config["expression"]
 
 
-def destination_options(kind: str, destination: dict[str, Any], overwrite: bool, categorical: bool) -> dict[str, Any]:
+def destination_options(kind: str, destination: dict[str, Any], overwrite: bool,
+                        pyramiding: dict[str, str] | None = None) -> dict[str, Any]:
+    """``pyramiding``: per-band policy overrides of an image asset (e.g. MODE for mask bands; MEAN otherwise)."""
     if "asset" in destination:
         opts: dict[str, Any] = {"earthEngineDestination": {"name": destination["asset"], "overwrite": overwrite}}
-        if kind == "image" and categorical:
-            opts["pyramidingPolicy"] = "MODE"
+        if kind == "image" and pyramiding:
+            opts["pyramidingPolicy"] = "MEAN"
+            opts["pyramidingPolicyOverrides"] = dict(pyramiding)
         return {"assetExportOptions": opts}
     file_format = "GEO_TIFF" if kind == "image" else "CSV"
     opts = {"fileFormat": file_format}
@@ -66,11 +68,11 @@ def destination_options(kind: str, destination: dict[str, Any], overwrite: bool,
 
 def image_body(image: ee.Image, window: tuple[int, int, int, int], spec: X.Spec, description: str,
                destination: dict[str, Any], overwrite: bool, properties: dict[str, Any],
-               categorical: bool = False) -> dict[str, Any]:
+               pyramiding: dict[str, str] | None = None) -> dict[str, Any]:
     expr = _grid_expression(ee.Image(image).set(properties), window, spec)
     body = {"expression": ee.serializer.encode(expr, for_cloud_api=True), "description": description,
             "maxPixels": {"value": str(int(X.MAX_PIXELS))}}
-    body.update(destination_options("image", destination, overwrite, categorical))
+    body.update(destination_options("image", destination, overwrite, pyramiding))
     return body
 
 
@@ -78,7 +80,7 @@ def table_body(table: ee.FeatureCollection, description: str, destination: dict[
                properties: dict[str, Any]) -> dict[str, Any]:
     body = {"expression": ee.serializer.encode(ee.FeatureCollection(table).set(properties), for_cloud_api=True),
             "description": description}
-    body.update(destination_options("table", destination, overwrite, False))
+    body.update(destination_options("table", destination, overwrite))
     return body
 
 

@@ -26,6 +26,7 @@ from typing import Any
 import ee
 import numpy as np
 
+from engine.gee import layout
 from engine.science.gaps import GAP_BANDS
 from engine.science.regression import COEF_BANDS, COV_BANDS
 from engine.science.sar import NOISE_FLOOR_DB
@@ -420,14 +421,44 @@ class Finish:
     table_rows: tuple  # per-image metadata for the tile table
 
 
+def sar_stacks(spec: Spec, rows: list[dict[str, Any]], region: ee.Geometry) -> tuple[ee.Image, ee.Image]:
+    """(VV, VH) composite stacks in dB, one band per paired image, named by id."""
+    s1 = sar_collection(spec, region)
+    ids = [r["id"] for r in rows]
+    comps = ee.ImageCollection(ee.List(rows).map(
+        lambda r: sar_composite(s1, ee.Dictionary(r).get("day"), spec.window_days)))
+    return comps.select("VV").toBands().rename(ids), comps.select("VH").toBands().rename(ids)
+
+
+def outputs_image(stacks: dict[str, ee.Image], gaps: ee.Image | None, variables: Sequence[str],
+                  ids: Sequence[str], part: layout.Part) -> ee.Image:
+    """One outputs image (``engine.gee.layout``): ``<variable>_<date>`` bands for the part's dates,
+    variable by variable, then the gap bands if the part holds them; all float32."""
+    ids = list(ids)
+    sel = ids[part.start:part.stop]
+    bands = []
+    if sel:
+        for v in variables:
+            img = stacks[v] if len(sel) == len(ids) else stacks[v].select(sel)
+            bands.append(img.rename([layout.band_name(v, i) for i in sel]))
+    if part.gaps:
+        bands.append(gaps)
+    return ee.Image.cat(bands).toFloat()
+
+
 def tile_products(spec: Spec, fin: Finish, model: ee.Image, region: ee.Geometry,
-                  core: ee.Geometry | None = None) -> dict[str, Any]:
-    """Every stage-B product of one tile as ee objects (images and the per-image table).
+                  core: ee.Geometry | None = None, variables: Sequence[str] = layout.PER_DATE,
+                  parts: Sequence[layout.Part] | None = None) -> dict[str, Any]:
+    """Every stage-B export of one tile as ee objects: each outputs image by its stage (one float32
+    band per variable and date, plus the gap bands; see ``engine.gee.layout``) and the per-image
+    table under ``images``.
 
     ``region`` (the tile with its halo) selects the input scenes; ``core`` (the exported window)
-    is where the per-image MAE of the tile's table is measured, within the AOI."""
+    is where the per-image MAE of the tile's table is measured, within the AOI. ``parts`` defaults
+    to ``layout.output_parts`` for the rows' dates."""
     rows = list(fin.rows)
     ids = [r["id"] for r in rows]
+    parts = list(parts) if parts is not None else list(layout.output_parts(len(ids), len(variables)))
     pred = prediction_stack(spec, model, rows, region)
     obs, mask = observation_stacks(spec, rows, fin.donor_day, region)
     smoothed = pred
@@ -448,18 +479,10 @@ def tile_products(spec: Spec, fin: Finish, model: ee.Image, region: ee.Geometry,
         return ee.Feature(None, r.set("MAE", mae).set("MAE_n", n))
 
     table = ee.FeatureCollection(ee.List(list(fin.table_rows)).map(table_row))
-    products = {
-        "filled": filled.toFloat(),
-        "mask": mask.toUint8(),
-        "prediction": cal.toFloat(),
-        "observation": obs.toFloat(),
-        "gaps": gap_statistics(spec, fin.all_days, region),
-        "images": table,
-    }
-    products["smoothed"] = smoothed.toFloat()
-    vv_vh = []
-    s1 = sar_collection(spec, region)
-    for r in rows:
-        vv_vh.append(sar_composite(s1, r["day"], spec.window_days).rename([f"VV_{r['id']}", f"VH_{r['id']}"]))
-    products["sar"] = ee.Image.cat(vv_vh).toFloat() if vv_vh else None
+    stacks = {"filled": filled, "mask": mask, "prediction": cal, "observation": obs, "smoothed": smoothed}
+    if "vv" in variables or "vh" in variables:
+        stacks["vv"], stacks["vh"] = sar_stacks(spec, rows, region)
+    gaps = gap_statistics(spec, fin.all_days, region) if any(p.gaps for p in parts) else None
+    products: dict[str, Any] = {p.stage: outputs_image(stacks, gaps, variables, ids, p) for p in parts}
+    products[layout.TABLE] = table
     return products

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from engine import __version__
+from engine.gee import layout
 from engine.io import atomic_path, atomic_write_json, sha256_file
 from engine.manifest import image_table
 from engine.tile_index import tile_frame, write_tile_index
@@ -46,6 +47,14 @@ def _output_status(run: GeeRun, tile_id: str, output: str) -> tuple[str, str | N
     return status, rec.message if status == "failed" else None, [entry]
 
 
+def _part_entry(run: GeeRun, part: layout.Part) -> dict[str, Any]:
+    ids = run.ids[part.start:part.stop]
+    bands = part.bands(run.variables, run.ids)
+    return {"bands": len(bands), "dates": len(ids), "first": ids[0] if ids else None,
+            "last": ids[-1] if ids else None, "gap_bands": part.gaps, "key": part.key(run.variables, run.ids),
+            "band_names": bands}
+
+
 def tile_entry(run: GeeRun, tile_id: str) -> dict[str, Any]:
     node = run.nodes[tile_id]
     rec = run.ledger.get(tile_id, "train")
@@ -71,7 +80,7 @@ def tile_entry(run: GeeRun, tile_id: str) -> dict[str, Any]:
         return entry
     outputs = {}
     worst = "done"
-    for output in run.ctx.outputs:
+    for output in run.stages:
         status, message, leaves = _output_status(run, tile_id, output)
         outputs[output] = {"status": status, "parts": leaves}
         if message:
@@ -132,10 +141,17 @@ def write_gee_outputs(run: GeeRun) -> tuple[dict[str, str], dict[str, str], dict
         "images": {"optical": int(len(stats.images)), "paired": int(len(paired)), "sar": int(len(stats.sar)),
                    "splits": paired["split"].value_counts().to_dict(), "artificial_mask_donor": stats.donor_id},
         "products": {
-            "outputs": list(ctx.outputs),
-            "bands": "filled, mask, prediction, observation (, smoothed): one band per paired image, named by "
-                     "image id; gaps: clear_count, gap_mean, gap_median, gap_p90, gap_max, lead_gap, trail_gap; "
-                     "images: table per tile (ID, Date, Cloud_cover, Random, SplitLabel, S1_count, MAE, MAE_n)",
+            "exports_per_tile": 1 + len(run.stages),
+            "outputs": list(run.stages),
+            "bands": "per tile one float32 image (outputs_<tile>): <variable>_<YYYYMMDD> for each variable and "
+                     "paired image (the date of the image ID in the images table), variable by variable, then the "
+                     "gap statistics clear_count, gap_mean, gap_median, gap_p90, gap_max, lead_gap, trail_gap "
+                     "(days); mask values 0 clear, 1 cloudy, 2 artificially hidden, 3 both, pyramided by MODE. "
+                     "Past Earth Engine's 1,024 bands per image it is split by date range (outputs_1, outputs_2, "
+                     "...; gap bands in outputs_1). images: table per tile (ID, Date, Cloud_cover, Random, "
+                     "SplitLabel, S1_count, MAE, MAE_n)",
+            "layout": {"type": layout.BAND_TYPE, "variables": list(run.variables),
+                       "images": {part.stage: _part_entry(run, part) for part in run.parts}},
             "models": f"{run.names.models_folder}/<tile id> (9 bands: constant + 8 covariates)",
             "images": {"path": "images.csv", "sha256": sha256_file(rd.root / "images.csv")},
             "tile_index": {"path": "tiles.parquet", "also": "tiles.geojson"},

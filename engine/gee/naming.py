@@ -2,12 +2,17 @@
 
 Layout (``projects/<project>/assets/`` + ...)::
 
-    <EE_ASSET_ROOT>/<PROJECT_TITLE>/<run name>/                 run folder
-    <EE_ASSET_ROOT>/<PROJECT_TITLE>/<run name>/models/<tile id>  the 9-band model of a tile
-    <EE_ASSET_ROOT>/<PROJECT_TITLE>/<run name>/<output>_<tile id>  outputs (EXPORT_DESTINATION=asset)
+    <EE_ASSET_ROOT>/<PROJECT_TITLE>/<run name>/                  run folder
+    <EE_ASSET_ROOT>/<PROJECT_TITLE>/<run name>/models/<tile id>   the 9-band model of a tile
+    <EE_ASSET_ROOT>/<PROJECT_TITLE>/<run name>/outputs_<tile id>  the tile's outputs image
+    <EE_ASSET_ROOT>/<PROJECT_TITLE>/<run name>/images_<tile id>   the tile's per-image table
+    <EE_ASSET_ROOT>/<PROJECT_TITLE>/<run name>/mosaic_outputs     EXPORT_MOSAIC
 
-That is ``tiling.plan.RUN_FOLDERS`` (4) folders plus one asset per tile and output, the count
-``TilePlan.assets`` checks against the quota.
+(the last three with EXPORT_DESTINATION=asset; ``outputs_<i>_<tile id>`` / ``mosaic_outputs_<i>``
+when the band limit splits the outputs image, ``engine.gee.layout``). That is
+``tiling.plan.RUN_FOLDERS`` (4) folders plus ``RunContext.ee_exports_per_tile`` assets per tile
+(the model only with Cloud Storage or Drive), the count ``TilePlan.assets`` checks against the
+quota.
 """
 from __future__ import annotations
 
@@ -19,8 +24,16 @@ from pathlib import Path
 from tiling.limits import REQUEST_ID_MAX_CHARS
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
-STAGE_CODES = {"train": "tr", "filled": "fi", "mask": "ma", "prediction": "pr", "observation": "ob",
-               "gaps": "ga", "images": "im", "sar": "sa", "smoothed": "sm", "mosaic": "mo"}
+STAGE_CODES = {"train": "tr", "outputs": "ou", "images": "im", "mosaic": "mo"}
+_PART = re.compile(r"outputs_(\d+)")
+
+
+def stage_code(stage: str) -> str:
+    """Short code of a stage in ``requestId``s: ``tr``, ``ou``, ``o2`` (part 2 of a split outputs image), ..."""
+    part = _PART.fullmatch(stage)
+    if part:
+        return f"o{part.group(1)}"
+    return STAGE_CODES.get(stage, safe(stage)[:4])
 
 
 def safe(text: str) -> str:
@@ -76,14 +89,17 @@ class Names:
         return f"{self.run_name}_{output}_{tile_id}"
 
 
-def request_id(tile_id: str, stage: str, science_hash: str, attempt: int) -> str:
-    """``requestId`` of an export: a pure function of tile, stage, config hash and attempt.
+def request_id(tile_id: str, stage: str, science_hash: str, attempt: int, variant: str = "") -> str:
+    """``requestId`` of an export: a pure function of tile, stage, config hash, attempt and ``variant``
+    (what else decides the export's content: for stage B the reduction and the outputs layout, since
+    ``EXPORT_PCA`` / ``EXPORT_INPUT`` change the outputs image without changing the science hash).
 
     Resubmitting after a lost answer reuses it (the server returns the same operation); a new
-    attempt after a failed task gets a new one. At most 60 characters.
+    attempt after a failed task, or an export of other content, gets a new one. At most 60 characters.
     """
-    digest = hashlib.sha256(f"{tile_id}|{stage}|{science_hash}".encode()).hexdigest()[:20]
-    rid = f"sarinfill-{science_hash[:10]}-{STAGE_CODES.get(stage, safe(stage)[:4])}-{digest}-a{attempt}"
+    key = f"{tile_id}|{stage}|{science_hash}" + (f"|{variant}" if variant else "")
+    digest = hashlib.sha256(key.encode()).hexdigest()[:20]
+    rid = f"sarinfill-{science_hash[:10]}-{stage_code(stage)}-{digest}-a{attempt}"
     assert len(rid) <= REQUEST_ID_MAX_CHARS, rid
     return rid
 

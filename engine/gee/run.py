@@ -3,7 +3,8 @@
 Order (``../shared/docs/architecture.md``): quota check (no request yet) -> connect -> global
 pass (``value:compute``) -> folders -> stage A (one model export per tile, reused when an asset
 with the same science hash exists) -> global reduce (``value:compute`` on the saved models) ->
-stage B (one export per tile and output) -> optional mosaics -> manifest.
+stage B (per tile: one multi-band outputs image - split only past the band limit - and the
+per-image table, ``engine.gee.layout``) -> optional mosaics (one per outputs image) -> manifest.
 
 State lives in the ledger (``engine.ledger``): per (tile, stage) the attempt, the operation name,
 the asset / file, the status. Running ``run`` again on the run directory, or ``resume``,
@@ -25,10 +26,12 @@ import ee
 from engine.backends.base import GlobalStats, Reduction
 from engine.context import RunContext
 from engine.errors import ConfigError, DataError, QuotaError, RunDirError
+from engine.estimate import ee_counts
 from engine.gee import expressions as X
+from engine.gee import layout
 from engine.gee.api import EEApi, RetryPolicy
 from engine.gee.dispatch import Dispatcher, Job, Outcome
-from engine.gee.exports import ENGINE_TAG, CATEGORICAL, image_body, table_body, tile_window, uri
+from engine.gee.exports import ENGINE_TAG, image_body, table_body, tile_window, uri
 from engine.gee.global_pass import donor_day, global_pass
 from engine.gee.manifest import write_gee_outputs
 from engine.gee.naming import Names, description
@@ -48,10 +51,10 @@ RUNWIDE = "_run"  # ledger tile id of run-wide exports (mosaics)
 
 
 def check_quota(ctx: RunContext, quota: int = ASSET_QUOTA_COUNT) -> None:
-    """Refuse a plan whose assets exceed the project's asset quota, before any request."""
-    p = ctx.params
-    to_asset = p.EXPORT_DESTINATION == "asset"
-    n = ctx.plan.assets(len(ctx.outputs), to_asset) + (len(ctx.outputs) if p.EXPORT_MOSAIC and to_asset else 0)
+    """Refuse a plan whose assets exceed the project's asset quota, before any request
+    (``ctx.ee_exports_per_tile`` assets per tile, folders and mosaics: ``engine.estimate.ee_counts``)."""
+    to_asset = ctx.params.EXPORT_DESTINATION == "asset"
+    n = ee_counts(ctx)[1]
     if n > quota:
         remedy = ("export the outputs to Cloud Storage or Drive (EXPORT_DESTINATION gcs with EXPORT_BUCKET, or drive), "
                   "which leaves one model asset per tile, or use larger tiles (--tile-size)") if to_asset else \
@@ -91,10 +94,37 @@ class GeeRun:
     _reduction_digest: str = ""  # names the reduction every stage-B output was made with
     _finish: X.Finish | None = None
     _products: dict[tuple[str, str], Any] = field(default_factory=dict)  # one tile's products, built once
+    parts: tuple[layout.Part, ...] = ()  # the outputs image(s) of a tile, for the catalog's dates
+    ids: tuple[str, ...] = ()  # paired image ids, in band order
 
     @property
     def p(self):
         return self.ctx.params
+
+    @property
+    def variables(self) -> tuple[str, ...]:
+        return self.ctx.variables
+
+    @property
+    def stages(self) -> tuple[str, ...]:
+        """Stage-B exports of a tile: the outputs image(s), then the per-image table."""
+        return layout.stages(self.parts)
+
+    def _layout_key(self, stage: str) -> str:
+        """What an output of ``stage`` (or its mosaic) holds: bands and type; ``table`` for the table."""
+        stage = stage.split(":", 1)[-1]  # mosaic:<stage>
+        for part in self.parts:
+            if part.stage == stage:
+                return part.key(self.variables, self.ids)
+        return "table"
+
+    def _set_layout(self, stats: GlobalStats) -> None:
+        self.ids = tuple(str(i) for i in stats.paired["id"])
+        self.parts = layout.output_parts(len(self.ids), len(self.variables))
+        if len(self.parts) > 1:
+            self.progress.note(f"{len(self.ids)} dates x {len(self.variables)} variables + 7 gap bands exceed "
+                               f"Earth Engine's {layout.MAX_BANDS} bands per image: the outputs go out as "
+                               f"{len(self.parts)} images per tile ({', '.join(p.stage for p in self.parts)})")
 
     # --- helpers ---
     def _aoi_bounds(self) -> tuple[float, float, float, float]:
@@ -138,6 +168,7 @@ class GeeRun:
         for note in stats.notes:
             self.progress.note(note)
         self.stats = stats
+        self._set_layout(stats)
         return stats
 
     # --- CLEAR_EXISTING ---
@@ -258,7 +289,7 @@ class GeeRun:
                 self.nodes[job.tile_id].model_asset = job.destination["asset"]
             else:
                 self.ledger.finish(job.tile_id, job.stage, self.h, outputs={job.stage: out},
-                                   stats={"reduction": self._reduction_digest})
+                                   stats=self._finish_stats(job.stage))
             if wave == "train":
                 self.failures.pop(job.tile_id, None)
         elif o.status == "failed":
@@ -289,6 +320,19 @@ class GeeRun:
         return red
 
     # --- stage B ---
+    def _finish_stats(self, stage: str) -> dict[str, str]:
+        """Recorded with a stage-B (or mosaic) output: the reduction and the layout it was made with."""
+        return {"reduction": self._reduction_digest, "layout": self._layout_key(stage)}
+
+    def _variant(self, stage: str) -> str:
+        """Part of a stage-B (or mosaic) export's requestId: an export of other content never gets the
+        operation of an earlier one back from Earth Engine's requestId deduplication."""
+        st = self._finish_stats(stage)
+        return f"{st['reduction']}/{st['layout']}"
+
+    def _current(self, stats: dict[str, Any], stage: str) -> bool:
+        return stats.get("reduction") == self._reduction_digest and stats.get("layout") == self._layout_key(stage)
+
     def _destination(self, output: str, tile_id: str) -> dict[str, Any]:
         p = self.p
         if p.EXPORT_DESTINATION == "asset":
@@ -298,18 +342,19 @@ class GeeRun:
         return {"drive": (p.EXPORT_FOLDER or p.PROJECT_TITLE, self.names.drive_name(output, tile_id))}
 
     def _finish_job(self, tile: Tile, output: str, model_tile: Tile, listing: dict[str, Any]) -> Job | None:
-        kind = "table" if output == "images" else "image"
+        kind = "table" if output == layout.TABLE else "image"
         dest = self._destination(output, tile.id)
         overwrite = False
+        variant = self._variant(output)
         if "asset" in dest and dest["asset"] in listing:
             props = _props(listing[dest["asset"]])
             if props.get("engine") == ENGINE_TAG and props.get("science_hash") == self.h \
-                    and props.get("tile_id") == tile.id and props.get("reduction") == self._reduction_digest:
+                    and props.get("tile_id") == tile.id and self._current(props, output):
                 rec = self.ledger.get(tile.id, output)
                 if not (rec is not None and rec.status == "running" and rec.operation):
                     self.ledger.finish(tile.id, output, self.h, outputs={output: {**uri(dest, kind), "created":
                                                                                   rec is not None}},
-                                       stats={"reduction": self._reduction_digest}, message="existing output adopted")
+                                       stats=self._finish_stats(output), message="existing output adopted")
                     self.progress.tile("finish", f"{tile.id} {output}", "adopted")
                     return None
             if props and props.get("engine") != ENGINE_TAG:
@@ -317,8 +362,12 @@ class GeeRun:
                 self.ledger.fail(tile.id, output, self.h, msg)
                 self.failures[tile.id] = msg
                 return None
-            overwrite = True  # the engine's own output of an earlier attempt (stale reduction, or a table)
-        return Job(tile.id, output, kind, tile=tile, model_tile=model_tile, destination=dest, overwrite=overwrite)
+            overwrite = True  # the engine's own output of an earlier attempt (stale reduction or layout, or a table)
+            if props:  # stale content: name the version replaced, as a fresh ledger restarts at attempt 1 and
+                # going back to an earlier layout must not get that earlier export's operation back
+                variant += f"/replaces {listing[dest['asset']].get('updateTime', '')}"
+        return Job(tile.id, output, kind, tile=tile, model_tile=model_tile, destination=dest, overwrite=overwrite,
+                   variant=variant)
 
     def _collect_finish(self, tile: Tile, output: str, model_tile: Tile, listing: dict[str, Any],
                         jobs: list[Job]) -> int:
@@ -328,7 +377,7 @@ class GeeRun:
                 return sum(self._collect_finish(c, output, model_tile, listing, jobs) for c in self._children(tile))
             if rec.status == "empty":
                 return 1
-            if rec.status == "done" and rec.stats.get("reduction") == self._reduction_digest:
+            if rec.status == "done" and self._current(rec.stats, output):
                 dest = rec.outputs.get(output, {})
                 if "asset" not in dest or dest["asset"] in listing:
                     return 1
@@ -350,7 +399,7 @@ class GeeRun:
         jobs: list[Job] = []
         done = 0
         for node in sorted(trained, key=lambda n: n.tile.id):
-            for output in self.ctx.outputs:
+            for output in self.stages:
                 done += self._collect_finish(node.tile, output, node.tile, listing, jobs)
         self.progress.stage("finish", done + len(jobs), done)
 
@@ -370,6 +419,11 @@ class GeeRun:
         rec = self.ledger.get(model_tile.id, "train")
         return rec.outputs["model"]["asset"]
 
+    def _bands(self, stage: str) -> list[str]:
+        stage = stage.split(":", 1)[-1]
+        part = next(p for p in self.parts if p.stage == stage)
+        return part.bands(self.variables, self.ids)
+
     def _build_finish(self, job: Job) -> dict[str, Any]:
         tile = job.tile
         key = (tile.id, job.model_tile.id)
@@ -378,19 +432,21 @@ class GeeRun:
             model = ee.Image(self._model_asset(job.model_tile))
             halo = X.window_geometry(self.spec, tile.halo_window)
             core = X.window_geometry(self.spec, self._window(tile))
-            self._products[key] = X.tile_products(self.spec, self._finish, model, halo, core)
+            self._products[key] = X.tile_products(self.spec, self._finish, model, halo, core,
+                                                  variables=self.variables, parts=self.parts)
         obj = self._products[key][job.stage]
         props = {"engine": ENGINE_TAG, "science_hash": self.h, "tile_id": tile.id, "output": job.stage,
-                 "reduction": self._reduction_digest}
+                 **self._finish_stats(job.stage)}
         desc = description(job.stage, tile.id)
         if job.kind == "table":
             return table_body(obj, desc, job.destination, job.overwrite, props)
         image = ee.Image(obj).clip(X.aoi_geometry(self.spec))
         return image_body(image, self._window(tile), self.spec, desc, job.destination, job.overwrite, props,
-                          categorical=job.stage in CATEGORICAL)
+                          pyramiding=layout.pyramiding(self._bands(job.stage)))
 
     # --- mosaics ---
     def mosaics(self) -> None:
+        """One AOI-wide mosaic per outputs image (every band of it), from the tiles' current outputs."""
         p = self.p
         if not p.EXPORT_MOSAIC:
             return
@@ -398,10 +454,11 @@ class GeeRun:
             self.notes.append("EXPORT_MOSAIC needs EXPORT_DESTINATION asset (Earth Engine cannot read Cloud Storage "
                               "or Drive outputs back); no mosaic exported")
             return
-        outputs = [o for o in self.ctx.outputs if o != "images"]
+        outputs = [part.stage for part in self.parts]
         parts: dict[str, list[str]] = {o: [] for o in outputs}
         for rec in self.ledger.records():
-            if rec.stage in parts and rec.status == "done" and rec.config_hash == self.h:
+            if rec.stage in parts and rec.status == "done" and rec.config_hash == self.h \
+                    and self._current(rec.stats, rec.stage):
                 a = rec.outputs.get(rec.stage, {}).get("asset")
                 if a:
                     parts[rec.stage].append(a)
@@ -413,19 +470,20 @@ class GeeRun:
         window = (c0, r0, math.ceil(b[2] / res) - c0, math.ceil(-b[1] / res) - r0)
         jobs = []
         for o in outputs:
-            rec = self.ledger.get(RUNWIDE, f"mosaic:{o}")
-            if not parts[o] or (rec is not None and rec.status == "done" and
-                                rec.stats.get("reduction") == self._reduction_digest):
+            stage = f"mosaic:{o}"
+            rec = self.ledger.get(RUNWIDE, stage)
+            if not parts[o] or (rec is not None and rec.status == "done" and rec.config_hash == self.h
+                                and self._current(rec.stats, stage)):
                 continue
-            jobs.append(Job(RUNWIDE, f"mosaic:{o}", "image", destination={"asset": self.names.mosaic(o)},
-                            overwrite=rec is not None))
+            jobs.append(Job(RUNWIDE, stage, "image", destination={"asset": self.names.mosaic(o)},
+                            overwrite=rec is not None, variant=self._variant(stage)))
 
         def build(job: Job) -> dict[str, Any]:
             o = job.stage.split(":", 1)[1]
             image = ee.ImageCollection.fromImages([ee.Image(a) for a in sorted(parts[o])]).mosaic()
-            props = {"engine": ENGINE_TAG, "science_hash": self.h, "output": o, "reduction": self._reduction_digest}
+            props = {"engine": ENGINE_TAG, "science_hash": self.h, "output": o, **self._finish_stats(job.stage)}
             return image_body(image, window, self.spec, description("mosaic", o), job.destination, job.overwrite,
-                              props, categorical=o in CATEGORICAL)
+                              props, pyramiding=layout.pyramiding(self._bands(o)))
 
         self.progress.stage("mosaic", len(jobs))
         d = self._dispatcher(build, None, "mosaic")

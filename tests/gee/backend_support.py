@@ -12,11 +12,13 @@ REPO = Path(__file__).resolve().parents[2]
 # Planted secrets: none of them may ever appear in a log, the ledger or the manifest.
 SECRETS = ("ya29.PLANTED-ACCESS-TOKEN-7f3e", "1//PLANTED-REFRESH-TOKEN-91ab", "PLANTED-CLIENT-SECRET-c0de")
 
-# Quick plan: Landsat 8 over one year of WRS-2 091084, 4096 px tiles (5 tiles, 7 exports each).
+# Quick plan: Landsat 8 over one year of WRS-2 091084, 4096 px tiles (5 tiles, 3 exports each).
 QUICK = ["--aoi", "091084", "--mission", "L8", "--start", "2021-01-01", "--end", "2022-01-01",
          "--tile-size", "4096"]
 N_TILES = 5
-EXPORTS_PER_TILE = 7  # the model + filled, mask, prediction, observation, gaps, images
+EXPORTS_PER_TILE = 3  # the model, the outputs image (every per-date variable + gap bands), the images table
+OUTPUT_STAGES = ("outputs", "images")
+GAP_BANDS = ["clear_count", "gap_mean", "gap_median", "gap_p90", "gap_max", "lead_gap", "trail_gap"]
 
 
 def plant_credentials(tmp_path: Path, monkeypatch) -> Path:
@@ -52,6 +54,22 @@ def run_engine(url: str, run_dir: Path, config: Path, *extra: str, project: str 
 def engine_argv(url: str, run_dir: Path, config: Path) -> list[str]:
     return ["-m", "engine", "run", "--backend", "gee", *QUICK, "--ee-url", url, "--run-dir", str(run_dir),
             "--config", str(config), "--project", "p", "--yes", "-q"]
+
+
+def paired_dates(run_dir: Path) -> list[str]:
+    """YYYYMMDD of the run's paired images, in order (from images.csv; ids are <mission>_<YYYYMMDD>)."""
+    import pandas as pd
+
+    images = pd.read_csv(run_dir / "images.csv")
+    ids = images.loc[images["Paired"].astype(bool), "ID"]
+    return [str(i).rsplit("_", 1)[-1] for i in ids]
+
+
+def expected_bands(run_dir: Path, variables=("filled", "mask", "prediction", "observation")) -> list[str]:
+    """Band names of a one-image outputs layout: <variable>_<date>, variable by variable, then the gap bands."""
+    dates = paired_dates(run_dir)
+    assert dates, "images.csv lists no paired image"
+    return [f"{v}_{d}" for v in variables for d in dates] + GAP_BANDS
 
 
 def descriptions(standin) -> list[str]:

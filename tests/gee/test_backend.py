@@ -15,8 +15,9 @@ import pytest
 from engine.gee.standin import StandIn
 from engine.ledger import Ledger
 
-from .backend_support import (EXPORTS_PER_TILE, N_TILES, REPO, SECRETS, descriptions, engine_argv, manifest,
-                              plant_credentials, run_engine, subprocess_env, write_config)
+from .backend_support import (EXPORTS_PER_TILE, N_TILES, OUTPUT_STAGES, QUICK, REPO, SECRETS, descriptions,
+                              engine_argv, expected_bands, manifest, paired_dates, plant_credentials, run_engine,
+                              subprocess_env, write_config)
 
 pytestmark = pytest.mark.standin
 
@@ -48,8 +49,9 @@ def test_run_completes_with_every_model_and_output(tmp_path, creds, standin, cap
     out = capsys.readouterr()
     assert code == 0, out.err
     c = standin.counters
-    # every tile: one model and six outputs, each exported exactly once
+    # every tile: the model, one outputs image and the images table, each exported exactly once
     assert c["exports_submitted"] == N_TILES * EXPORTS_PER_TILE
+    assert c["image_exports_submitted"] == 2 * N_TILES and c["table_exports_submitted"] == N_TILES
     assert c["tasks_succeeded"] == N_TILES * EXPORTS_PER_TILE
     _no_duplicates(standin)
     assert c["running_max"] <= 2
@@ -67,11 +69,29 @@ def test_run_completes_with_every_model_and_output(tmp_path, creds, standin, cap
         assert props["science_hash"] == m["science_hash"] and props["tile_id"] in name
         assert props["bands"].split(",") == ["constant", "VV_mean", "VH_mean", "VV_diff", "VH_diff", "VV_Nmean",
                                              "VH_Nmean", "VV_Ndiff", "VH_Ndiff"]
+    bands = expected_bands(run_dir)
+    assert len(bands) == 4 * len(paired_dates(run_dir)) + 7 and bands[0].startswith("filled_2021")
     for tile in m["tiles"]:
         assert tile["status"] == "done"
-        assert set(tile["outputs"]) == {"filled", "mask", "prediction", "observation", "gaps", "images"}
+        assert set(tile["outputs"]) == set(OUTPUT_STAGES)
         for out in tile["outputs"].values():
             assert out["status"] == "done" and out["parts"][0]["asset"] in standin.state.assets
+        # one multi-band float32 image: filled, mask, prediction, observation per date, then the gap bands
+        image = standin.state.assets[tile["outputs"]["outputs"]["parts"][0]["asset"]]
+        assert image["type"] == "IMAGE" and [b["id"] for b in image["bands"]] == bands
+        assert image["properties"]["layout"] == m["products"]["layout"]["images"]["outputs"]["key"]
+        table = standin.state.assets[tile["outputs"]["images"]["parts"][0]["asset"]]
+        assert table["type"] == "TABLE"
+    assert m["products"]["exports_per_tile"] == EXPORTS_PER_TILE and m["products"]["outputs"] == list(OUTPUT_STAGES)
+    assert m["products"]["layout"]["type"] == "float32"
+    assert m["products"]["layout"]["images"]["outputs"]["band_names"] == bands
+    # every band cast to float32 (the mask too: 0-3 are exact), the mask bands pyramided by MODE
+    for t in standin.state.task_order:
+        if t.description.startswith("sarinfill_outputs_"):
+            opts = t.request["assetExportOptions"]
+            assert opts["pyramidingPolicy"] == "MEAN"
+            assert opts["pyramidingPolicyOverrides"] == {b: "MODE" for b in bands if b.startswith("mask_")}
+            assert '"Image.toFloat"' in json.dumps(t.request["expression"])
     assert (run_dir / "tiles.parquet").exists() and (run_dir / "tiles.geojson").exists()
     assert (run_dir / "images.csv").exists()
     # the folders the engine created
@@ -155,10 +175,17 @@ def test_models_reused_with_same_config_and_retrained_on_change(tmp_path, creds,
     assert run_engine(standin.url, tmp_path / "a" / "job", cfg) == 0
     assert _train_exports(standin) == N_TILES
     # a second run (new run directory, same run name, same configuration): models reused
+    before = standin.counters["exports_submitted"]
     assert run_engine(standin.url, tmp_path / "b" / "job", cfg) == 0
     assert _train_exports(standin) == N_TILES
     m = manifest(tmp_path / "b" / "job")
     assert all(t["train"]["reused"] for t in m["tiles"])
+    # ... and nothing exported again: the outputs images adopted (same science, reduction and layout); the
+    # stand-in keeps no properties on table assets, so the tables are resubmitted, with the requestId of the
+    # first run's export, which Earth Engine answers with that same operation
+    assert standin.counters["exports_submitted"] == before
+    assert standin.counters["duplicate_request_id"] == N_TILES
+    assert m["complete"] and all(o["status"] == "done" for t in m["tiles"] for o in t["outputs"].values())
     # a science change creates new models
     cfg2 = write_config(tmp_path, "config2.json", PCA_COMPONENT_RATIO=0.2)
     assert run_engine(standin.url, tmp_path / "c" / "job", cfg2) == 0
@@ -248,7 +275,8 @@ def test_missing_credentials_is_one_line_error(tmp_path, monkeypatch, standin, c
 def test_quota_refused_before_any_request(tmp_path, creds, standin, capsys):
     from engine.cli import main
 
-    code = main(["run", "--backend", "gee", "--aoi", "091084", "--mission", "L8", "--tile-size", "128",
+    # 8,819 tiles of 64 px x 3 assets (2,260 tiles of 128 px fit now that a tile is 3 exports)
+    code = main(["run", "--backend", "gee", "--aoi", "091084", "--mission", "L8", "--tile-size", "64",
                  "--ee-url", standin.url, "--project", "p", "--run-dir", str(tmp_path / "run"), "--yes", "-q"])
     err = capsys.readouterr().err
     assert code != 0
@@ -306,7 +334,7 @@ def test_cloud_storage_destination_and_no_mosaic_note(tmp_path, creds, standin):
     cfg = write_config(tmp_path, EXPORT_DESTINATION="gcs", EXPORT_BUCKET="my-bucket", EXPORT_MOSAIC=True)
     assert run_engine(standin.url, run_dir, cfg) == 0
     outputs = [t for t in standin.state.task_order if not t.description.startswith("sarinfill_train_")]
-    assert len(outputs) == N_TILES * 6
+    assert len(outputs) == N_TILES * (EXPORTS_PER_TILE - 1)
     for t in outputs:
         opts = t.request["fileExportOptions"]
         assert opts["cloudStorageDestination"]["bucket"] == "my-bucket"
@@ -316,18 +344,109 @@ def test_cloud_storage_destination_and_no_mosaic_note(tmp_path, creds, standin):
             assert opts["fileFormat"] == "CSV"
     m = manifest(run_dir)
     uris = [p["uri"] for t in m["tiles"] for o in t["outputs"].values() for p in o["parts"]]
-    assert len(uris) == N_TILES * 6 and all(u.startswith("gs://my-bucket/") for u in uris)
+    assert len(uris) == N_TILES * (EXPORTS_PER_TILE - 1) and all(u.startswith("gs://my-bucket/") for u in uris)
+    assert sum(u.endswith(".tif") for u in uris) == N_TILES and sum(u.endswith(".csv") for u in uris) == N_TILES
     assert any("EXPORT_MOSAIC needs EXPORT_DESTINATION asset" in n for n in m["notes"])
     # only the models are assets
     assert sum(a.split("/")[-2] == "models" for a in standin.state.assets) == N_TILES
 
 
-def test_mosaic_per_output(tmp_path, creds, standin):
+def test_mosaic_of_the_outputs_image(tmp_path, creds, standin):
     run_dir = tmp_path / "run"
     assert run_engine(standin.url, run_dir, write_config(tmp_path, EXPORT_MOSAIC=True)) == 0
     m = manifest(run_dir)
     mosaics = m["products"]["mosaics"]
-    assert set(mosaics) == {"filled", "mask", "prediction", "observation", "gaps"}
-    for asset in mosaics.values():
-        assert asset in standin.state.assets
-    assert standin.counters["exports_submitted"] == N_TILES * EXPORTS_PER_TILE + 5
+    assert set(mosaics) == {"outputs"}  # one mosaic holding every band of the outputs image
+    assert mosaics["outputs"] in standin.state.assets
+    assert standin.counters["exports_submitted"] == N_TILES * EXPORTS_PER_TILE + 1
+    mosaic_task = next(t for t in standin.state.task_order if t.description.startswith("sarinfill_mosaic_"))
+    expr = json.dumps(mosaic_task.request["expression"])
+    assert all(json.dumps(t["outputs"]["outputs"]["parts"][0]["asset"]) in expr for t in m["tiles"])
+    assert set(mosaic_task.request["assetExportOptions"]["pyramidingPolicyOverrides"]) == {
+        b for b in expected_bands(run_dir) if b.startswith("mask_")}
+    # nothing left to do: a second run exports nothing, the mosaic included
+    before = standin.counters["exports_submitted"]
+    assert run_engine(standin.url, run_dir, write_config(tmp_path, EXPORT_MOSAIC=True)) == 0
+    assert standin.counters["exports_submitted"] == before
+
+
+def test_extras_go_into_the_same_image_and_a_changed_layout_is_exported_again(tmp_path, creds, standin):
+    """EXPORT_PCA / EXPORT_INPUT add bands, not exports; turning them on in the same run directory (they are
+    execution settings, outside the science hash) redoes the outputs images only, never adopting the old ones."""
+    run_dir = tmp_path / "run"
+    assert run_engine(standin.url, run_dir, write_config(tmp_path)) == 0
+    before = standin.counters["exports_submitted"]
+    assert before == N_TILES * EXPORTS_PER_TILE
+    cfg = write_config(tmp_path, "extras.json", EXPORT_PCA=True, EXPORT_INPUT=True)
+    assert run_engine(standin.url, run_dir, cfg) == 0
+    new = [t for t in standin.state.task_order[before:]]
+    assert sorted({t.description.split("_")[1] for t in new}) == ["outputs"] and len(new) == N_TILES
+    assert all(t.request["assetExportOptions"]["earthEngineDestination"]["overwrite"] for t in new)
+    m = manifest(run_dir)
+    bands = expected_bands(run_dir, ("filled", "mask", "prediction", "observation", "smoothed", "vv", "vh"))
+    assert m["products"]["layout"]["variables"] == ["filled", "mask", "prediction", "observation", "smoothed",
+                                                    "vv", "vh"]
+    for tile in m["tiles"]:
+        image = standin.state.assets[tile["outputs"]["outputs"]["parts"][0]["asset"]]
+        assert [b["id"] for b in image["bands"]] == bands
+    assert m["products"]["exports_per_tile"] == EXPORTS_PER_TILE
+    # back to the first layout in a new run directory of the same name (same assets, fresh ledger): the outputs
+    # images are exported again, not answered with the first run's operations by requestId deduplication
+    before = standin.counters["exports_submitted"]
+    other = tmp_path / "elsewhere" / "run"
+    assert run_engine(standin.url, other, write_config(tmp_path)) == 0
+    again = standin.state.task_order[before:]
+    assert len(again) == N_TILES and all(t.description.startswith("sarinfill_outputs_") for t in again)
+    for tile in manifest(other)["tiles"]:
+        image = standin.state.assets[tile["outputs"]["outputs"]["parts"][0]["asset"]]
+        assert [b["id"] for b in image["bands"]] == expected_bands(other)
+    assert max(Counter(descriptions(standin)).values()) <= 3
+
+
+def test_band_limit_splits_the_outputs_image_by_date_range(tmp_path, creds, standin, monkeypatch):
+    """Past the band limit (lowered here to 60) the outputs image goes out as the fewest images that fit."""
+    from engine.gee import layout
+
+    monkeypatch.setattr(layout, "MAX_BANDS", 60)
+    run_dir = tmp_path / "run"
+    assert run_engine(standin.url, run_dir, write_config(tmp_path, EXPORT_MOSAIC=True)) == 0
+    dates = paired_dates(run_dir)
+    first_cap, rest_cap = (60 - 7) // 4, 60 // 4
+    k = 1 + -(-(len(dates) - first_cap) // rest_cap)
+    assert k >= 2
+    stages = [f"outputs_{i + 1}" for i in range(k)]
+    m = manifest(run_dir)
+    assert m["products"]["outputs"] == [*stages, "images"] and m["products"]["exports_per_tile"] == 2 + k
+    assert standin.counters["exports_submitted"] == N_TILES * (2 + k) + k  # + one mosaic per part
+    layout_images = m["products"]["layout"]["images"]
+    every = []
+    for i, stage in enumerate(stages):
+        names = layout_images[stage]["band_names"]
+        assert len(names) <= 60 and layout_images[stage]["gap_bands"] == (i == 0)
+        every += names
+    # together exactly the bands of the one-image layout, each once
+    assert sorted(every) == sorted(expected_bands(run_dir))
+    assert set(m["products"]["mosaics"]) == set(stages)
+    for stage in stages:
+        task = next(t for t in standin.state.task_order if t.description == f"sarinfill_mosaic_{stage}")
+        assert set(task.request["assetExportOptions"]["pyramidingPolicyOverrides"]) == {
+            b for b in layout_images[stage]["band_names"] if b.startswith("mask_")}
+    for tile in m["tiles"]:
+        assert set(tile["outputs"]) == {*stages, "images"}
+        for stage in stages:
+            asset = standin.state.assets[tile["outputs"][stage]["parts"][0]["asset"]]
+            assert [b["id"] for b in asset["bands"]] == layout_images[stage]["band_names"]
+            assert asset["properties"]["layout"] == layout_images[stage]["key"]
+    _no_duplicates(standin)
+    before = standin.counters["exports_submitted"]
+    assert run_engine(standin.url, run_dir, write_config(tmp_path, EXPORT_MOSAIC=True)) == 0
+    assert standin.counters["exports_submitted"] == before
+
+
+def test_plan_figures_count_three_exports_per_tile(tmp_path, creds, capsys):
+    from engine.cli import main
+
+    assert main(["plan", "--backend", "gee", *QUICK, "--run-dir", str(tmp_path / "plan")]) == 0
+    out = capsys.readouterr().out
+    assert f"{N_TILES * EXPORTS_PER_TILE} batch tasks" in out and "3 per tile" in out
+    assert f"{4 + N_TILES * EXPORTS_PER_TILE} assets" in out
