@@ -9,7 +9,9 @@ from engine.ledger import FINAL, Ledger
 from engine.rundir import RunDir
 
 EXIT_COMPLETE, EXIT_FAILED, EXIT_INCOMPLETE = 0, 1, 3
-TILE_STAGES = ("train", "finish")
+GLOBAL = "_aoi"  # ledger tile id of AOI-wide stages
+# worst first: a tile's later stages (local "finish"; gee "outputs", "images", ...) show as one
+SEVERITY = ("failed", "running", "pending", "done", "empty", "split")
 
 
 @dataclass
@@ -47,14 +49,20 @@ def read_status(path: Path) -> RunStatus:
                 counts.setdefault(rec.stage, Counter())[rec.status] += 1
                 if rec.stage == "merge":
                     merge = rec.status
-                if rec.stage not in TILE_STAGES:
+                if rec.tile_id == GLOBAL:
                     continue
-                t = tiles.setdefault(rec.tile_id, {"tile_id": rec.tile_id})
-                t[rec.stage] = rec.status
-                t[f"{rec.stage}_attempts"] = rec.attempts
+                t = tiles.setdefault(rec.tile_id, {"tile_id": rec.tile_id, "later": []})
+                if rec.stage == "train":
+                    t["train"], t["train_attempts"] = rec.status, rec.attempts
+                else:
+                    t["later"].append(rec.status)
+                    t["finish_attempts"] = max(t.get("finish_attempts", 0), rec.attempts)
                 if rec.message and rec.status == "failed":
                     t["message"] = rec.message
     for t in tiles.values():
+        later = t.pop("later")
+        if later:
+            t["finish"] = min(later, key=SEVERITY.index)
         train, finish = t.get("train"), t.get("finish")
         if "failed" in (train, finish):
             t["status"] = "failed"
