@@ -25,13 +25,14 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     ap.add_argument("--scratch", type=Path, default=Path("runs/bench"))
+    ap.add_argument("--from-csv", type=Path, nargs="+", help="no runs: fit and plot rows of earlier runs' CSVs")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     start = dt.date(2021, 1, 1)
     end = start.replace(year=start.year + args.years)
-    rows = []
+    rows = [row for path in args.from_csv or [] for row in pd.read_csv(path).to_dict(orient="records")]
     print(f"machine: {machine()}")
-    for spec in args.areas.split(","):
+    for spec in [] if args.from_csv else args.areas.split(","):
         area = 1e9 if spec == "scene" else float(spec)
         aoi = square_aoi(area)
         ctx = make_context(aoi, args.scratch / f"area_{spec}", OPTICAL_MISSION=args.mission, START_DATE=start,
@@ -39,7 +40,8 @@ def main() -> None:
         row = run_case(ctx)
         rows.append(row)
         print(", ".join(f"{k}={v}" for k, v in row.items()), flush=True)
-    table = pd.DataFrame(rows)
+    table = pd.DataFrame(rows).sort_values("area_km2")
+    print(table.to_string(index=False))
     table.to_csv(args.out / "area_scaling.csv", index=False)
     exponent = fitted_exponent(list(table["area_km2"]), list(table["wall_s"]))
     big = table[table["area_km2"] >= 100]
