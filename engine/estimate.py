@@ -7,7 +7,7 @@ from engine.context import RunContext
 
 # Local backend cost per (pixel x optical date), seconds, on one core of the reference machine,
 # all stages included. Measured with benchmarks/area_scaling.py (see benchmarks/RESULTS.md).
-LOCAL_SECONDS_PER_PIXEL_DATE = 2.0e-7
+LOCAL_SECONDS_PER_PIXEL_DATE = 6.0e-7
 # Earth Engine: rough minutes per batch task of a budget-sized tile (unconfirmed; depends on load). A tile is
 # ``RunContext.ee_exports_per_tile`` tasks: the model, the outputs image (every product, computed once), the table.
 GEE_MINUTES_PER_TASK = 6.0
