@@ -30,6 +30,7 @@ import numpy as np
 
 from engine.errors import SourceError
 from engine.sources.base import OPTICAL_MISSIONS, SAR_MISSION, parse_id
+from engine.sources.stac import DEFAULT_ASSET_KEYS, DEFAULT_COLLECTIONS
 
 if TYPE_CHECKING:  # pragma: no cover
     from odc.geo.geobox import GeoBox
@@ -41,14 +42,9 @@ log = logging.getLogger(__name__)
 __all__ = ["write_stac_catalog", "COLLECTIONS", "ASSET_KEYS", "S2_OFFSET_FROM"]
 
 #: Collection id per mission (as Earth Search / Planetary Computer name them).
-COLLECTIONS = {"S2": "sentinel-2-l2a", "L8": "landsat-c2-l2", "L9": "landsat-c2-l2", "S1": "sentinel-1-grd"}
-#: Asset key per engine band, per mission.
-ASSET_KEYS = {
-    "S2": {"red": "red", "nir": "nir", "qa": "scl"},
-    "L8": {"red": "red", "nir": "nir08", "qa": "qa_pixel"},
-    "L9": {"red": "red", "nir": "nir08", "qa": "qa_pixel"},
-    "S1": {"vv": "vv", "vh": "vh"},
-}
+COLLECTIONS = DEFAULT_COLLECTIONS
+#: Asset key per engine band, per mission (the reader's defaults, so the two always agree).
+ASSET_KEYS = DEFAULT_ASSET_KEYS
 #: Sentinel-2 processing baseline 04.00 (from 2022-01-25) adds a -0.1 reflectance offset.
 S2_OFFSET_FROM = _dt.date(2022, 1, 25)
 _REFLECTANCE = {"S2": (1e-4, 0.0), "L8": (2.75e-5, -0.2), "L9": (2.75e-5, -0.2)}
