@@ -33,6 +33,7 @@ CREATE TABLE IF NOT EXISTS stages (
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
+GLOBAL = "_aoi"  # tile id of the AOI-wide stages (global pass, reduce, merge)
 STATUSES = ("pending", "running", "done", "failed", "empty", "split")
 FINAL = frozenset({"done", "empty", "split"})
 

@@ -22,7 +22,7 @@ from engine.context import RunContext
 from engine.cube import create_cube, digest, read_tile
 from engine.errors import RunDirError
 from engine.io import sha256_file
-from engine.ledger import FINAL, Ledger
+from engine.ledger import FINAL, GLOBAL, Ledger
 from engine.manifest import write_outputs
 from engine.rundir import RunDir, RunLock
 from engine.dispatch import check_scheduler, open_client, run_wave
@@ -30,7 +30,6 @@ from engine.run_record import check_compatible, run_description
 from tiling.grid import Tile
 
 log = logging.getLogger(__name__)
-GLOBAL = "_aoi"  # ledger tile id of AOI-wide stages
 
 
 class Progress(Protocol):

@@ -5,11 +5,10 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.ledger import FINAL, Ledger
+from engine.ledger import FINAL, GLOBAL, Ledger
 from engine.rundir import RunDir
 
 EXIT_COMPLETE, EXIT_FAILED, EXIT_INCOMPLETE = 0, 1, 3
-GLOBAL = "_aoi"  # ledger tile id of AOI-wide stages
 # worst first: a tile's later stages (local "finish"; gee "outputs", "images", ...) show as one
 SEVERITY = ("failed", "running", "pending", "done", "empty", "split")
 

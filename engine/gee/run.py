@@ -38,7 +38,7 @@ from engine.gee.naming import Names, description
 from engine.gee.reduce import finish_constants, reduce_models
 from engine.gee.session import Session, initialize
 from engine.io import sha256_file
-from engine.ledger import Ledger
+from engine.ledger import GLOBAL, Ledger
 from engine.rundir import RunDir, RunLock
 from engine.run import Progress, RunResult, SilentProgress
 from engine.run_record import check_compatible, run_description
@@ -46,7 +46,6 @@ from tiling.grid import Tile
 from tiling.limits import ASSET_QUOTA_COUNT
 
 log = logging.getLogger(__name__)
-GLOBAL = "_aoi"  # ledger tile id of AOI-wide stages (as the local driver)
 RUNWIDE = "_run"  # ledger tile id of run-wide exports (mosaics)
 
 
