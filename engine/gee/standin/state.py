@@ -358,7 +358,7 @@ class State:
         overwrite = bool(dest_opts.get("overwrite", False))
         uris = []
         if destination:
-            if not destination.startswith(f"projects/") or "/assets/" not in destination:
+            if not destination.startswith("projects/") or "/assets/" not in destination:
                 raise ApiError(400, "INVALID_ARGUMENT", f"Invalid asset name: '{destination}'.")
             uris.append(f"https://code.earthengine.google.com/?asset={destination}")
         else:
