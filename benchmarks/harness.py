@@ -35,6 +35,7 @@ class PeakMemory:
     def __init__(self, interval: float = 0.2) -> None:
         self.interval = interval
         self.peak = 0
+        self.per_process: dict[str, int] = {}  # "pid name" -> peak RSS of that process
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -43,9 +44,12 @@ class PeakMemory:
         total = 0
         for proc in [me, *me.children(recursive=True)]:
             try:
-                total += proc.memory_info().rss
+                rss = proc.memory_info().rss
             except psutil.Error:
-                pass
+                continue
+            total += rss
+            key = "driver" if proc.pid == me.pid else f"{proc.pid}"
+            self.per_process[key] = max(self.per_process.get(key, 0), rss)
         return total
 
     def _run(self) -> None:
@@ -105,6 +109,8 @@ def run_case(ctx: RunContext, keep: bool = False) -> dict[str, Any]:
         **{f"{k}_s": round(v, 2) for k, v in result.timings.items()},
         "source_read_cpu_s": round(read_s, 2),
         "peak_rss_mb": round(mem.peak / 2**20),
+        "peak_by_process_mb": " ".join(f"{k}:{v / 2**20:.0f}" for k, v in sorted(mem.per_process.items(),
+                                                                                key=lambda kv: -kv[1])[:4]),
         "disk_mb": round(disk / 2**20),
         "complete": result.complete,
     }
