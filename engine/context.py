@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from AOI.resolve import AOI, from_file, resolve_aoi, sites
+from AOI.resolve import AOI, from_file, resolve_aoi
 from config.parameters import Parameters, load_parameters
 from engine.errors import AOIError
 from engine.gee import layout
@@ -85,7 +85,3 @@ def build_context(
     plan = plan_tiles(aoi.projected(), aoi.epsg, params.scale, budget, params.TILE_SIZE)
     run_dir = Path(params.RUN_DIR) if params.RUN_DIR else default_run_dir(params, aoi)
     return RunContext(params=params, aoi=aoi, plan=plan, run_dir=run_dir, notes=tuple(notes) + aoi.notes)
-
-
-def site_names() -> list[str]:
-    return list(sites()["name"])

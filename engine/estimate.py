@@ -22,9 +22,6 @@ class Estimate:
     ee_tasks: int
     ee_assets: int
 
-    def describe(self) -> str:
-        return f"~{human_seconds(self.seconds)}, ~{human_bytes(self.bytes)}"
-
 
 def ee_counts(ctx: RunContext) -> tuple[int, int]:
     """(batch tasks, assets) of the run on Earth Engine, whatever the backend: per tile

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import datetime as dt
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -148,9 +147,3 @@ def _num(v: Any) -> Any:
 
 def _skill_records(skill: pd.DataFrame) -> list[dict[str, Any]]:
     return [{k: _num(v) for k, v in row.items()} for row in skill.to_dict(orient="records")]
-
-
-def load_manifest(path: Path) -> dict[str, Any]:
-    import json
-
-    return json.loads(path.read_text())

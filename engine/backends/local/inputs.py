@@ -59,10 +59,6 @@ class Optical:
     def clear(self) -> np.ndarray:
         return self.valid & ~self.cloudy
 
-    def mask_codes(self) -> np.ndarray:
-        """``Mask``: 0 clear, 1 cloudy, shadow or invalid (uint8)."""
-        return (~self.clear).astype(np.uint8)
-
 
 def read_optical(source: Source, geobox: GeoBox, ids: Sequence[str], mission: str) -> Optical:
     """NDVI and flags for ``ids`` over ``geobox``, read a few images at a time."""

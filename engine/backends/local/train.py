@@ -50,11 +50,6 @@ def save_model(path, coef: np.ndarray, tile: Tile) -> str:
     return sha256_file(path)
 
 
-def load_model(path) -> np.ndarray:
-    with rasterio.open(path) as src:
-        return src.read()
-
-
 def train_tile(ctx: RunContext, tile: Tile, stats: GlobalStats, source: Source) -> TileOutcome:
     p = ctx.params
     rd = RunDir(ctx.run_dir)
