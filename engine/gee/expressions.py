@@ -112,6 +112,27 @@ def grid_projection(spec: Spec) -> ee.Projection:
     return ee.Projection(spec.crs, spec.grid_transform())
 
 
+def lattice_transform(spec: Spec, step: int) -> list[float]:
+    """The statistics lattice of the local backend: every ``step``-th grid pixel (odd ``step``),
+    each cell centred on a grid pixel's centre (``tiling.grid.GridSpec.geobox(step=...)``)."""
+    s = spec.resolution * step
+    return [s, 0, 0, 0, -s, 0]
+
+
+def on_lattice(spec: Spec, step: int) -> dict[str, Any]:
+    """``reduceRegion`` keywords that sample the grid-computed image at the lattice points inside
+    the AOI (unweighted reducers count a pixel when its centre is inside the region)."""
+    return dict(geometry=aoi_geometry(spec), crs=spec.crs, crsTransform=lattice_transform(spec, step),
+                maxPixels=MAX_PIXELS, tileScale=TILE_SCALE)
+
+
+def masked_image(bands: Sequence[str]) -> ee.Image:
+    """An image with ``bands``, masked everywhere: the bottom of composites of possibly empty
+    collections, so the composite has its bands even where no image covers a pixel (Earth
+    Engine's mosaic / mean of an empty collection has no bands at all)."""
+    return ee.Image.constant([0] * len(bands)).rename(list(bands)).updateMask(ee.Image.constant(0))
+
+
 # --- optical ----------------------------------------------------------------------------------
 def _prepare_s2(img: ee.Image) -> ee.Image:
     scl = img.select("SCL")
@@ -133,8 +154,10 @@ def _prepare_landsat(img: ee.Image) -> ee.Image:
 
 def _ndvi_cloudy(img: ee.Image, red: ee.Image, nir: ee.Image, valid: ee.Image, cloudy: ee.Image) -> ee.Image:
     total = nir.add(red)
-    ndvi = nir.subtract(red).divide(total).updateMask(total.gt(0)).rename("ndvi")
-    out = ndvi.addBands(cloudy.rename("cloudy")).updateMask(valid)
+    ok = total.gt(0)
+    ndvi = nir.subtract(red).divide(total).updateMask(ok).rename("ndvi")
+    # [fix] invalid NDVI (NIR + Red <= 0) is no observation: neither clear nor cloudy
+    out = ndvi.addBands(cloudy.updateMask(ok).rename("cloudy")).updateMask(valid)
     return ee.Image(out.copyProperties(img, ["system:time_start"]))
 
 
@@ -153,7 +176,9 @@ def daily_mosaic(col: ee.ImageCollection, day: Any) -> ee.Image:
     """All images of UTC day ``day`` (days since epoch), first valid acquisition on top."""
     t0 = ee.Number(day).multiply(DAY_MS)
     same_day = col.filterDate(t0, t0.add(DAY_MS)).sort("system:time_start", False)
-    return same_day.mosaic().set("system:time_start", t0)
+    # [fix] a day without an image over this region still gives the bands (masked)
+    stack = ee.ImageCollection([masked_image(["ndvi", "cloudy"])]).merge(same_day)
+    return stack.mosaic().set("system:time_start", t0)
 
 
 def observation(col: ee.ImageCollection, day: Any, donor_day: Any | None, validation: Any) -> ee.Image:
@@ -173,12 +198,18 @@ def observation(col: ee.ImageCollection, day: Any, donor_day: Any | None, valida
 def sar_collection(spec: Spec, region: ee.Geometry) -> ee.ImageCollection:
     """S1 GRD IW scenes with VV and VH over ``region`` in [start - window, end + window)."""
     w = spec.window_days
+
+    def native(img: ee.Image) -> ee.Image:
+        # [fix] computed at the scene's own 10 m grid: read at 30 m, Earth Engine would take the
+        # 20 m level of the mean pyramid; this keeps the nearest 10 m pixel, as a direct read does
+        return img.reproject(img.select("VV").projection())
+
     return (ee.ImageCollection(S1_COLLECTION).filterBounds(region)
             .filterDate((spec.start_day - w) * DAY_MS, (spec.end_day + w) * DAY_MS)
             .filter(ee.Filter.eq("instrumentMode", "IW"))
             .filter(ee.Filter.listContains("transmitterReceiverPolarisation", "VV"))
             .filter(ee.Filter.listContains("transmitterReceiverPolarisation", "VH"))
-            .select(["VV", "VH"]))
+            .select(["VV", "VH"]).map(native))
 
 
 def _mask_noise(img: ee.Image) -> ee.Image:
@@ -192,7 +223,14 @@ def sar_window(s1: ee.ImageCollection, day: Any, window_days: int) -> ee.ImageCo
 
 def sar_composite(s1: ee.ImageCollection, day: Any, window_days: int) -> ee.Image:
     """Per-pixel mean in dB of the S1 scenes in [t - w, t + w), values <= -40 dB masked."""
-    return sar_window(s1, day, window_days).map(_mask_noise).mean().select(["VV", "VH"])
+    scenes = sar_window(s1, day, window_days).map(_mask_noise)
+    # [fix] no scene in the window: masked VV / VH instead of an image without bands
+    return ee.ImageCollection([masked_image(["VV", "VH"])]).merge(scenes).mean().select(["VV", "VH"])
+
+
+def sar_scene_count(s1: ee.ImageCollection, day: Any, window_days: int) -> ee.Number:
+    """Distinct S1 acquisition times in the window (one scene may come in several slices)."""
+    return sar_window(s1, day, window_days).aggregate_array("system:time_start").distinct().size()
 
 
 def covariates(spec: Spec, s1: ee.ImageCollection, day: Any, vv_mean: Any, vh_mean: Any) -> ee.Image:
@@ -200,8 +238,10 @@ def covariates(spec: Spec, s1: ee.ImageCollection, day: Any, vv_mean: Any, vh_me
     comp = sar_composite(s1, day, spec.window_days).reproject(grid_projection(spec))
     means = ee.Image.constant([vv_mean, vh_mean]).rename(["VV_mean", "VH_mean"]).updateMask(comp.mask())
     diff = comp.subtract(ee.Image.constant([vv_mean, vh_mean])).rename(["VV_diff", "VH_diff"])
-    nmean = comp.reduceNeighborhood(reducer=ee.Reducer.mean(),
-                                    kernel=ee.Kernel.square(NEIGHBOURHOOD_RADIUS, "pixels")).rename(
+    # [fix] NaN-aware box mean that also fills masked centres (as the local backend), computed
+    # with the cheap running-sum method
+    nmean = comp.reduceNeighborhood(reducer=ee.Reducer.mean(), kernel=ee.Kernel.square(NEIGHBOURHOOD_RADIUS, "pixels"),
+                                    skipMasked=False, optimization="boxcar").rename(
         ["VV_Nmean", "VH_Nmean"])
     ndiff = comp.subtract(nmean).rename(["VV_Ndiff", "VH_Ndiff"])
     cov = ee.Image.cat([means, diff, nmean, ndiff]).select(list(COV_BANDS))
@@ -234,27 +274,34 @@ def catalog_query(spec: Spec) -> ee.Dictionary:
     })
 
 
-def image_stats_query(spec: Spec, days: Sequence[int]) -> ee.Dictionary:
-    """Per daily image of ``days``: valid and cloudy pixel counts at the statistics scale, the
-    AOI means of the SAR composite and the number of S1 scenes in the window."""
+def image_stats_query(spec: Spec, days: Sequence[int], step: int) -> ee.Dictionary:
+    """Per daily image of ``days``: valid and cloudy counts on the statistics lattice (every
+    ``step``-th grid pixel inside the AOI, as the local backend), the lattice means of the SAR
+    composite and the number of S1 scenes in the window.
+
+    [fix] Everything is computed on the analysis grid (``reproject``) and only sampled at the
+    lattice: a ``reduceRegion`` at ``scale=STATS_SCALE`` would compute the images at 100 m from
+    pyramid averages. The reducers are unweighted, so a lattice point counts once (the cloud
+    percentage divides an unweighted sum by an unweighted count)."""
     aoi = aoi_geometry(spec)
     opt = optical_collection(spec, aoi)
     s1 = sar_collection(spec, aoi)
+    grid = grid_projection(spec)
+    kw = on_lattice(spec, step)
 
     def one(day: Any) -> ee.Dictionary:
         img = daily_mosaic(opt, day)
-        counts = img.select("cloudy").reduceRegion(
-            reducer=ee.Reducer.sum().combine(ee.Reducer.count(), sharedInputs=True), geometry=aoi, crs=spec.crs, scale=spec.stats_scale,
-            maxPixels=MAX_PIXELS, tileScale=TILE_SCALE)
-        means = sar_composite(s1, day, spec.window_days).reduceRegion(
-            reducer=ee.Reducer.mean(), geometry=aoi, crs=spec.crs, scale=spec.stats_scale, maxPixels=MAX_PIXELS, tileScale=TILE_SCALE)
+        counts = img.select("cloudy").reproject(grid).reduceRegion(
+            reducer=ee.Reducer.sum().unweighted().combine(ee.Reducer.count(), sharedInputs=True), **kw)
+        means = sar_composite(s1, day, spec.window_days).reproject(grid).reduceRegion(
+            reducer=ee.Reducer.mean().unweighted(), **kw)
         return ee.Dictionary({
             "day": day,
             "PIXEL_COUNT_AOI": counts.get("cloudy_count"),
             "CLOUDY_COUNT_AOI": counts.get("cloudy_sum"),
             "VV_mean": means.get("VV"),
             "VH_mean": means.get("VH"),
-            "S1_count": sar_window(s1, day, spec.window_days).size(),
+            "S1_count": sar_scene_count(s1, day, spec.window_days),
         })
 
     return ee.Dictionary({"query": Q_IMAGE_STATS, "days": list(map(int, days)), "window_days": spec.window_days,
@@ -316,14 +363,17 @@ def observation_stacks(spec: Spec, rows: list[dict[str, Any]], donor_day: int | 
     return col.select("ndvi").toBands().rename(ids), col.select("mask").toBands().rename(ids)
 
 
-def pca_smooth(pred: ee.Image, mean: np.ndarray, reconstruct: np.ndarray) -> ee.Image:
-    """Step 8 with an AOI basis given as constants: mean + R (pred - mean), R = V V^T.
+def pca_smooth(pred: ee.Image, mean: np.ndarray, components: np.ndarray) -> ee.Image:
+    """Step 8 with an AOI basis given as constants: mean + V (V^T (pred - mean)), V the N x k
+    components (two thin products instead of the N x N reconstruction matrix).
 
     Missing dates contribute a zero anomaly and stay masked (as ``engine.science.pca``)."""
     names = pred.bandNames()
     mean_img = ee.Image.constant([float(m) for m in mean])
     anom = pred.subtract(mean_img).unmask(0).toArray().toArray(1)
-    smoothed = ee.Image(ee.Array([[float(v) for v in row] for row in reconstruct])).matrixMultiply(anom)
+    v = np.asarray(components, dtype=float)
+    scores = ee.Image(ee.Array(v.T.tolist())).matrixMultiply(anom)
+    smoothed = ee.Image(ee.Array(v.tolist())).matrixMultiply(scores)
     out = smoothed.arrayProject([0]).arrayFlatten([names]).add(mean_img)
     return out.updateMask(pred.mask())
 
@@ -342,27 +392,43 @@ def calibrate(smoothed: ee.Image, constants: dict[str, list[float]]) -> ee.Image
 def fill(obs: ee.Image, mask: ee.Image, calibrated: ee.Image) -> ee.Image:
     """Step 10: the observation where ``Mask == 0`` and valid, else the calibrated prediction;
     then the default focal median."""
-    use_obs = mask.unmask(1).eq(0).And(obs.mask())
-    return calibrated.where(use_obs, obs).focal_median()
+    # [fix] ``calibrated.where(use_obs, obs)`` would do nothing where the prediction is masked
+    # (``Image.where`` leaves masked input pixels alone): start from the observation instead
+    clear_obs = obs.updateMask(mask.eq(0))
+    return clear_obs.unmask(calibrated, False).focal_median()
 
 
-def pca_query(pred: ee.Image, ids: Sequence[str], aoi: ee.Geometry, spec: Spec) -> ee.Dictionary:
-    """Per-date mean and centred covariance of the predictions over the statistics sample
-    (complete pixels only)."""
-    complete = pred.updateMask(pred.mask().reduce(ee.Reducer.min()))
-    kw = dict(geometry=aoi, crs=spec.crs, scale=spec.stats_scale, maxPixels=MAX_PIXELS, tileScale=TILE_SCALE)
-    mean = complete.reduceRegion(reducer=ee.Reducer.mean(), **kw)
-    cov = complete.toArray().reduceRegion(reducer=ee.Reducer.centeredCovariance(), **kw)
+def complete_predictions(pred: ee.Image, spec: Spec) -> ee.Image:
+    """The predictions on the analysis grid, masked where any date lacks one."""
+    grid_pred = pred.reproject(grid_projection(spec))
+    return grid_pred.updateMask(grid_pred.mask().reduce(ee.Reducer.min()))
+
+
+def pca_mean_query(pred: ee.Image, ids: Sequence[str], spec: Spec, step: int) -> ee.Dictionary:
+    """Per-date mean and count of the complete predictions on the statistics lattice."""
+    complete = complete_predictions(pred, spec)
+    kw = on_lattice(spec, step)
+    mean = complete.reduceRegion(reducer=ee.Reducer.mean().unweighted(), **kw)
     count = complete.select(0).reduceRegion(reducer=ee.Reducer.count(), **kw)
-    return ee.Dictionary({"query": Q_PCA, "ids": list(ids), "mean": mean, "covariance": cov.values().get(0),
-                          "count": count.values().get(0)})
+    return ee.Dictionary({"query": Q_PCA, "ids": list(ids), "mean": mean, "count": count.values().get(0)})
+
+
+def pca_query(pred: ee.Image, ids: Sequence[str], mean: Sequence[float], spec: Spec, step: int) -> ee.Dictionary:
+    """The covariance of the complete predictions on the statistics lattice. [fix]
+    ``centeredCovariance`` requires mean-centred input: the lattice mean is subtracted first."""
+    complete = complete_predictions(pred, spec)
+    centred = complete.subtract(ee.Image.constant([float(m) for m in mean])).toArray()
+    cov = centred.reduceRegion(reducer=ee.Reducer.centeredCovariance().unweighted(), **on_lattice(spec, step))
+    return ee.Dictionary({"query": Q_PCA, "ids": list(ids), "covariance": cov.values().get(0)})
 
 
 def calibration_query(smoothed: ee.Image, obs: ee.Image, mask: ee.Image, ids: Sequence[str],
-                      aoi: ee.Geometry, spec: Spec) -> ee.Dictionary:
+                      spec: Spec, step: int) -> ee.Dictionary:
     """For the images ``ids``: mean, 5-15 and 85-95 percentile interval means and count of the
     smoothed prediction (``p_<id>``) and the observation (``o_<id>``) on clear pixels."""
     ids = list(ids)
+    grid = grid_projection(spec)
+    smoothed, obs, mask = smoothed.reproject(grid), obs.reproject(grid), mask.reproject(grid)
     clear = mask.select(ids).eq(0).And(obs.select(ids).mask()).And(smoothed.select(ids).mask())
     p = smoothed.select(ids).updateMask(clear).rename([f"p_{i}" for i in ids])
     o = obs.select(ids).updateMask(clear).rename([f"o_{i}" for i in ids])
@@ -370,8 +436,7 @@ def calibration_query(smoothed: ee.Image, obs: ee.Image, mask: ee.Image, ids: Se
                .combine(ee.Reducer.intervalMean(5, 15).setOutputs(["lower"]), sharedInputs=True)
                .combine(ee.Reducer.intervalMean(85, 95).setOutputs(["upper"]), sharedInputs=True)
                .combine(ee.Reducer.count(), sharedInputs=True))
-    stats = p.addBands(o).reduceRegion(reducer=reducer, geometry=aoi, crs=spec.crs, scale=spec.stats_scale, maxPixels=MAX_PIXELS,
-                                       tileScale=TILE_SCALE)
+    stats = p.addBands(o).reduceRegion(reducer=reducer.unweighted(), **on_lattice(spec, step))
     return ee.Dictionary({"query": Q_CALIBRATION, "ids": ids, "stats": stats})
 
 
@@ -394,7 +459,8 @@ def gap_statistics(spec: Spec, days: Sequence[int], region: ee.Geometry) -> ee.I
     two = n.gte(2)
     gaps_ok = gaps.updateMask(two)
     first = arr.updateMask(n.gte(1)).arrayGet([0])
-    last = arr.updateMask(n.gte(1)).arrayGet([-1])
+    # [fix] arrayGet documents no negative index: the last element is at length - 1
+    last = arr.updateMask(n.gte(1)).arrayGet(n.subtract(1))
     bands = [
         n.toFloat(),
         gaps_ok.arrayReduce(ee.Reducer.mean(), [0]).arrayGet([0]),
@@ -415,7 +481,7 @@ class Finish:
     rows: tuple  # image_rows(...)
     donor_day: int | None
     pca_mean: tuple | None
-    pca_reconstruct: tuple | None  # N x N
+    pca_components: tuple | None  # N x k
     calibration: dict  # p_mean, up, lo, o_mean lists (length N)
     all_days: tuple  # every daily optical image of the period (gap statistics)
     table_rows: tuple  # per-image metadata for the tile table
@@ -463,7 +529,7 @@ def tile_products(spec: Spec, fin: Finish, model: ee.Image, region: ee.Geometry,
     obs, mask = observation_stacks(spec, rows, fin.donor_day, region)
     smoothed = pred
     if fin.pca_mean is not None:
-        smoothed = pca_smooth(pred, np.asarray(fin.pca_mean), np.asarray(fin.pca_reconstruct))
+        smoothed = pca_smooth(pred, np.asarray(fin.pca_mean), np.asarray(fin.pca_components))
     cal = calibrate(smoothed, fin.calibration)
     filled = fill(obs, mask, cal)
     absdiff = obs.subtract(cal).abs().updateMask(mask.eq(0)).clip(aoi_geometry(spec))

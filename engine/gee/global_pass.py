@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from engine.backends.base import GlobalStats
-from engine.backends.local.global_pass import nearest_odd, pair_and_split
+from engine.backends.local.global_pass import pair_and_split, sample_step
 from engine.context import RunContext
 from engine.errors import DataError, EarthEngineError
 from engine.gee import expressions as X
@@ -54,12 +54,12 @@ def catalog(api: EEApi, spec: X.Spec) -> tuple[list[int], pd.DataFrame]:
     return days, sar
 
 
-def image_stats(api: EEApi, spec: X.Spec, days: list[int], workers: int) -> pd.DataFrame:
+def image_stats(api: EEApi, spec: X.Spec, days: list[int], workers: int, step: int) -> pd.DataFrame:
     """The per-day AOI statistics, batched and concurrent."""
     batches = [days[i:i + BATCH_IMAGES] for i in range(0, len(days), BATCH_IMAGES)]
 
     def one(batch: list[int]) -> list[dict[str, Any]]:
-        answer = _expect(api.compute(X.image_stats_query(spec, batch), f"image stats {batch[0]}.."), X.Q_IMAGE_STATS)
+        answer = _expect(api.compute(X.image_stats_query(spec, batch, step), f"image stats {batch[0]}.."), X.Q_IMAGE_STATS)
         rows = answer.get("rows") or []
         if len(rows) != len(batch):
             raise EarthEngineError(f"image statistics: asked for {len(batch)} days, got {len(rows)} rows")
@@ -75,10 +75,11 @@ def image_stats(api: EEApi, spec: X.Spec, days: list[int], workers: int) -> pd.D
 
     valid = np.nan_to_num(num("PIXEL_COUNT_AOI"))
     cloudy = np.nan_to_num(num("CLOUDY_COUNT_AOI"))
+    cell_area_ratio = (step * spec.resolution / 100.0) ** 2  # lattice points -> 100 m pixels (as local)
     return pd.DataFrame({
         "day": np.asarray(days, dtype="int64"),
         "cloud_pct": np.where(valid > 0, 100.0 * cloudy / np.maximum(valid, 1), np.nan),
-        "pixel_count": valid,
+        "pixel_count": valid * cell_area_ratio,
         "s1_count": np.nan_to_num(num("S1_count")).astype("int64"),
         "vv_mean": num("VV_mean"),
         "vh_mean": num("VH_mean"),
@@ -93,12 +94,12 @@ def global_pass(ctx: RunContext, api: EEApi, spec: X.Spec) -> GlobalStats:
         raise DataError(f"no {p.OPTICAL_MISSION} images over {ctx.aoi.name} between {p.START_DATE} and "
                         f"{p.END_DATE} in Earth Engine; extend the period or check the AOI")
     log.info("global pass: %d daily %s images, %d S1 scenes", len(days), p.OPTICAL_MISSION, len(sar))
-    stats = image_stats(api, spec, days, p.MAX_INTERACTIVE_REQUESTS)
+    step = sample_step(ctx.plan.aoi.area, ctx.plan.grid.resolution, p.STATS_SCALE)
+    stats = image_stats(api, spec, days, p.MAX_INTERACTIVE_REQUESTS, step)
     images = pd.DataFrame({"id": [image_id(p.OPTICAL_MISSION, d) for d in days], "time": day_time(days),
                            "day": np.asarray(days, dtype="int64")})
     images = images.merge(stats, on="day", how="left")
     donor_id, notes = pair_and_split(images, len(sar), ctx)
-    step = nearest_odd(p.STATS_SCALE / ctx.plan.grid.resolution)
     return GlobalStats(images=images, sar=sar[["id", "time", "day"]], donor_id=donor_id, sample_step=step,
                        skill_step=1, notes=notes)
 

@@ -53,26 +53,29 @@ def reduce_models(ctx: RunContext, api: EEApi, spec: X.Spec, stats: GlobalStats,
     rows = X.image_rows(paired, donor_day(stats))
     ids = [r["id"] for r in rows]
     aoi = X.aoi_geometry(spec)
+    step = stats.sample_step
     model = X.models_mosaic(model_assets)
     pred = X.prediction_stack(spec, model, rows, aoi)
     smoothed = pred
     basis = None
     sample = 0
     if p.PCA_SMOOTH:
-        ans = _expect(api.compute(X.pca_query(pred, ids, aoi, spec), "PCA covariance"), X.Q_PCA)
+        ans = _expect(api.compute(X.pca_mean_query(pred, ids, spec, step), "PCA mean"), X.Q_PCA)
         mean_d = ans.get("mean") or {}
         mean = np.array([np.nan if mean_d.get(i) is None else float(mean_d[i]) for i in ids])
         sample = int(ans.get("count") or 0)
+        if sample >= 2 and np.all(np.isfinite(mean)):
+            ans = _expect(api.compute(X.pca_query(pred, ids, mean, spec, step), "PCA covariance"), X.Q_PCA)
         if sample < 2 or not np.all(np.isfinite(mean)) or ans.get("covariance") is None:
             raise DataError(f"temporal PCA impossible: only {sample} statistics sample pixel(s) have a prediction on "
                             f"all {len(ids)} dates; set PCA_SMOOTH to false or use a larger AOI")
         basis = basis_from_covariance(mean, np.asarray(ans["covariance"], dtype=float), p.PCA_COMPONENT_RATIO)
-        smoothed = X.pca_smooth(pred, basis.mean, basis.components @ basis.components.T)
+        smoothed = X.pca_smooth(pred, basis.mean, basis.components)
     calibrated_ids = [r["id"] for r in paired.to_dict("records") if r["cloud_pct"] < p.STD_CLOUD_THRESHOLD]
     calibration: dict[str, tuple[CalStats, CalStats]] = {}
     if calibrated_ids:
         obs, mask = X.observation_stacks(spec, rows, donor_day(stats), aoi)
-        ans = _expect(api.compute(X.calibration_query(smoothed, obs, mask, calibrated_ids, aoi, spec),
+        ans = _expect(api.compute(X.calibration_query(smoothed, obs, mask, calibrated_ids, spec, step),
                                   "calibration statistics"), X.Q_CALIBRATION)
         st = ans.get("stats") or {}
         for i in calibrated_ids:
@@ -109,16 +112,16 @@ def finish_constants(ctx: RunContext, stats: GlobalStats, reduction: Reduction) 
         up.append(float((os_.upper - os_.mean) / up_range) if up_range != 0 else 1.0)
         lo.append(float((os_.lower - os_.mean) / lo_range) if lo_range != 0 else 1.0)
         o_mean.append(float(os_.mean))
-    pca_mean = pca_r = None
+    pca_mean = pca_v = None
     if reduction.basis is not None:
         b = reduction.basis
         pca_mean = tuple(float(v) for v in b.mean)
-        pca_r = tuple(tuple(float(v) for v in row) for row in (b.components @ b.components.T))
+        pca_v = tuple(tuple(float(v) for v in row) for row in b.components)
     table_rows = []
     for _, r in paired.iterrows():
         table_rows.append({"ID": str(r["id"]), "Date": r["time"].strftime("%Y-%m-%d"),
                            "Cloud_cover": round(float(r["cloud_pct"]), 3), "Random": float(r["random"]),
                            "SplitLabel": str(r["split"]), "S1_count": int(r["s1_count"])})
-    return X.Finish(rows=tuple(rows), donor_day=dday, pca_mean=pca_mean, pca_reconstruct=pca_r,
+    return X.Finish(rows=tuple(rows), donor_day=dday, pca_mean=pca_mean, pca_components=pca_v,
                     calibration={"p_mean": p_mean, "up": up, "lo": lo, "o_mean": o_mean},
                     all_days=tuple(all_days(stats)), table_rows=tuple(table_rows))

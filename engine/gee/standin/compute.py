@@ -308,6 +308,15 @@ class ComputeRegistry:
         m, label = self._matcher(match)
         self._defaults.append((m, handler, label))
 
+    def answer_user(self, req: ComputeRequest) -> Any:
+        """The first user handler's answer, or NOT_HANDLED."""
+        for matcher, handler, _label in self._user:
+            if matcher(req):
+                out = handler(req)
+                if out is not NOT_HANDLED:
+                    return out
+        return NOT_HANDLED
+
     def answer(self, req: ComputeRequest) -> Any:
         for matcher, handler, _label in self._user + self._defaults:
             if not matcher(req):

@@ -11,6 +11,7 @@ GET      ``/{v}/projects/{p}/algorithms``                             algorithms
 POST     ``/{v}/projects/{p}/image:export``                           image.export
 POST     ``/{v}/projects/{p}/table:export``                           table.export
 POST     ``/{v}/projects/{p}/value:compute``                          value.compute
+POST     ``/{v}/projects/{p}/image:computePixels`` (NPY)                image.computePixels
 GET      ``/{v}/projects/{p}/operations?pageSize&pageToken&filter``   operations.list
 GET      ``/{v}/projects/{p}/operations/{id}``                        operations.get
 POST     ``/{v}/projects/{p}/operations/{id}:cancel``                 operations.cancel
@@ -57,6 +58,7 @@ ROUTES: list[tuple[str, re.Pattern[str], str]] = [
         ("POST", _V + r"/image:export$", "image.export"),
         ("POST", _V + r"/table:export$", "table.export"),
         ("POST", _V + r"/value:compute$", "value.compute"),
+        ("POST", _V + r"/image:computePixels$", "image.computePixels"),
         ("GET", _V + r"/operations$", "operations.list"),
         ("GET", _V + r"/operations/(?P<op>[^/:]+)$", "operations.get"),
         ("POST", _V + r"/operations/(?P<op>[^/:]+):cancel$", "operations.cancel"),
@@ -224,6 +226,8 @@ class _Handler(BaseHTTPRequestHandler):
             return 200, st.submit_export(project, body, "EXPORT_FEATURES"), None
         if kind == "value.compute":
             return 200, st.compute_value(project, body), None
+        if kind == "image.computePixels":
+            return 200, None, st.compute_pixels(project, body)
         if kind == "operations.list":
             st.counters.inc("list_operations_calls")
             size = int(q["pageSize"]) if q.get("pageSize") else None
@@ -300,7 +304,8 @@ class StandIn:
                  clock: Callable[[], float] | None = None, algorithms_path: str | None = None,
                  discovery_path: str | None = None, strict_parents: bool = True,
                  cancel_seconds: float = 0.0, default_max_pixels: int = 100_000_000,
-                 max_queued_tasks: int | None = None, **fault_opts: Any):
+                 max_queued_tasks: int | None = None, data_dir: str | None = None, execute: bool = True,
+                 **fault_opts: Any):
         import time as _time
 
         faults = Faults(seed=seed, rate_429=fault_429, rate_500=fault_500,
@@ -315,7 +320,7 @@ class StandIn:
                            clock=clock or _time.time, algorithms_path=algorithms_path,
                            strict_parents=strict_parents, cancel_seconds=cancel_seconds,
                            default_max_pixels=default_max_pixels,
-                           max_queued_tasks=max_queued_tasks)
+                           max_queued_tasks=max_queued_tasks, data_dir=data_dir, execute=execute)
         self._addr = (host, port)
         self._discovery_path = discovery_path
         self._algorithms_path = algorithms_path

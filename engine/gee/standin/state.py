@@ -20,7 +20,11 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .compute import ComputeError, ComputeRegistry, ComputeRequest
+from concurrent.futures import Future, ThreadPoolExecutor
+
+from .compute import NOT_HANDLED, ComputeError, ComputeRegistry, ComputeRequest
+from .evaluate import EEError
+from .execution import Limits, compute_pixels, compute_value, run_export
 from .expressions import check_expression, load_signatures
 from .exports import band_names, estimate_pixels, image_properties
 from .expressions import Graph
@@ -123,6 +127,7 @@ class Task:
     attempt: int = 0
     properties: dict[str, Any] = field(default_factory=dict)
     bands: list[str] | None = None
+    future: Future | None = None  # the export's computation (executing stand-in)
 
     @property
     def name(self) -> str:
@@ -187,8 +192,13 @@ class State:
                  clock: Callable[[], float] = time.time, algorithms_path: str | None = None,
                  strict_parents: bool = True, cancel_seconds: float = 0.0,
                  default_max_pixels: int = DEFAULT_MAX_PIXELS,
-                 max_queued_tasks: int | None = None):
+                 max_queued_tasks: int | None = None, data_dir: str | None = None,
+                 execute: bool = True, limits: Limits | None = None):
         self.lock = threading.RLock()
+        self.data_dir = data_dir
+        self.execute = execute
+        self.limits = limits or Limits()
+        self._workers = ThreadPoolExecutor(max_workers=1, thread_name_prefix="standin-export")
         self.clock = clock
         self.task_seconds = task_seconds
         self.running_cap = running_cap
@@ -233,6 +243,10 @@ class State:
                     self.default_max_pixels = int(value)
                 elif key == "max_queued_tasks":
                     self.max_queued_tasks = None if value is None else int(value)
+                elif key in ("interactive_pixel_ops", "batch_pixel_ops", "memory_bytes"):
+                    setattr(self.limits, key, float(value))
+                elif key == "execute":
+                    self.execute = bool(value)
                 elif key == "unsupported_compute_status":
                     self.compute.unsupported_http_status = int(value)
                 elif key == "seed":
@@ -251,6 +265,9 @@ class State:
                 "default_max_pixels": self.default_max_pixels,
                 "max_queued_tasks": self.max_queued_tasks,
                 "unsupported_compute_status": self.compute.unsupported_http_status,
+                "execute": self.execute, "data_dir": self.data_dir,
+                "interactive_pixel_ops": self.limits.interactive_pixel_ops,
+                "batch_pixel_ops": self.limits.batch_pixel_ops, "memory_bytes": self.limits.memory_bytes,
                 "faults": self.faults.snapshot()}
 
     # -- scheduling --------------------------------------------------------------------------
@@ -267,6 +284,9 @@ class State:
                     if next_end > now:
                         break
                     task = min(self._running, key=lambda t: (t.end_time, t.seq))
+                    if task.future is not None and not task.future.done() and task.outcome != "CANCELLED":
+                        task.end_time = max(next_end, now) + 0.05  # still computing
+                        continue
                     self._finish(task, next_end)
                     self._cursor = max(self._cursor, next_end)
                 else:
@@ -288,6 +308,12 @@ class State:
 
     def _finish(self, task: Task, t: float) -> None:
         self._running.remove(task)
+        if task.future is not None and task.outcome == "SUCCEEDED":
+            err = task.future.exception()
+            if err is not None:
+                task.outcome, task.failure = "FAILED", str(err) if isinstance(err, EEError) else f"Internal error: {err!r}"
+                task.failure_code = 8 if "memory" in task.failure or "timed out" in task.failure else 3
+                self.counters.inc("exports_failed_computation")
         task.state = task.outcome or "SUCCEEDED"
         task.end_time = t
         task.update_time = t
@@ -318,7 +344,19 @@ class State:
                                   for b in task.bands]
             if task.pixels is not None:
                 asset["sizeBytes"] = str(int(task.pixels * 4 * max(len(task.bands or [1]), 1)))
-        asset["standin"] = {"operation": task.name, "pixels": task.pixels}
+        asset["standin"] = {"operation": task.name, "pixels_estimate": task.pixels}
+        if task.future is not None:
+            result = task.future.result()
+            asset["standin"].update(result)
+            if "grid" in result:
+                g = result["grid"]
+                asset["bands"] = [{"id": b, "dataType": {"precision": "FLOAT"},
+                                   "grid": {"crsCode": g.proj.crs, "dimensions": {"width": g.w, "height": g.h},
+                                            "affineTransform": dict(zip(
+                                                ("scaleX", "shearX", "translateX", "shearY", "scaleY", "translateY"),
+                                                g.affine()))},
+                                   "pyramidingPolicy": result["pyramiding"][b]} for b in result["pixels"]]
+                asset["sizeBytes"] = str(int(g.size * 4 * len(result["pixels"])))
         self.assets[task.destination] = asset  # type: ignore[index]
         self.counters.inc("assets_created")
 
@@ -423,6 +461,9 @@ class State:
                 properties=image_properties(expr) if kind == "EXPORT_IMAGE" else {},
                 bands=band_names(g, g.root()) if kind == "EXPORT_IMAGE" else None,
             )
+            if self.execute and failure is None:
+                task.future = self._workers.submit(run_export, kind, body, self.assets, self.limits, self.seed,
+                                                   self.data_dir)
             self.tasks[task.name] = task
             self.task_order.append(task)
             self._pending.append(task)
@@ -674,11 +715,34 @@ class State:
         self._check(body["expression"], "value:compute")
         req = ComputeRequest(body["expression"], state=self, seed=self.seed)
         try:
-            return {"result": self.compute.answer(req)}
+            answer = self.compute.answer_user(req)
+            if answer is NOT_HANDLED:
+                if not self.execute:
+                    answer = self.compute.answer(req)
+                else:
+                    try:
+                        answer = compute_value(body["expression"], self.assets, self.limits, self.seed)
+                    except EEError as e:
+                        raise ComputeError(str(e)) from None
+                    except Exception as e:  # ComputeLimit
+                        if type(e).__name__ == "ComputeLimit":
+                            raise ComputeError(str(e)) from None
+                        raise
+            return {"result": answer}
         except ComputeError as e:
             if e.status == "UNIMPLEMENTED":
                 self.counters.inc("compute_unsupported")
             raise ApiError(e.http_status, e.status, e.message) from e
+
+    def compute_pixels(self, project: str, body: dict[str, Any]) -> bytes:
+        self.counters.inc("compute_pixels_calls")
+        if not isinstance(body, dict) or "expression" not in body:
+            raise ApiError(400, "INVALID_ARGUMENT", "Request is missing required field 'expression'.")
+        self._check(body["expression"], "image:computePixels")
+        try:
+            return compute_pixels(body, self.assets, self.limits, self.seed)
+        except EEError as e:
+            raise ApiError(400, "INVALID_ARGUMENT", str(e)) from None
 
     # -- misc --------------------------------------------------------------------------------
     def summary(self) -> dict[str, Any]:
