@@ -15,6 +15,8 @@ from engine.gee import expressions as X
 from tiling.grid import Tile
 
 ENGINE_TAG = "sar-infill"
+NODATA = -9999.0  # GeoTIFF no-data value of file exports (every band is float32)
+MODEL_MARGIN = 1  # model pixels beyond the tile core: the final 3 x 3 focal median reads them
 
 
 def export_window(tile_window: tuple[int, int, int, int], aoi_bounds: tuple[float, float, float, float],
@@ -33,6 +35,17 @@ def export_window(tile_window: tuple[int, int, int, int], aoi_bounds: tuple[floa
 
 def tile_window(tile: Tile, spec: X.Spec, aoi_bounds: tuple[float, float, float, float]) -> tuple[int, int, int, int] | None:
     return export_window(tile.window, aoi_bounds, spec.resolution)
+
+
+def model_window(tile: Tile, spec: X.Spec, aoi_bounds: tuple[float, float, float, float]) -> tuple[int, int, int, int] | None:
+    """The tile's export window grown by :data:`MODEL_MARGIN` pixels (and the AOI bounds with it):
+    [fix] a model of the core only leaves the final focal median a masked ring at core edges."""
+    col, row, w, h = tile.window
+    m = MODEL_MARGIN
+    minx, miny, maxx, maxy = aoi_bounds
+    pad = m * spec.resolution
+    return export_window((col - m, row - m, w + 2 * m, h + 2 * m), (minx - pad, miny - pad, maxx + pad, maxy + pad),
+                         spec.resolution)
 
 
 def _grid_expression(image: ee.Image, window: tuple[int, int, int, int], spec: X.Spec) -> Any:
@@ -62,7 +75,9 @@ def destination_options(kind: str, destination: dict[str, Any], overwrite: bool,
         folder, name = destination["drive"]
         opts["driveDestination"] = {"folder": folder, "filenamePrefix": name}
     if kind == "image":
-        opts["geoTiffOptions"] = {"cloudOptimized": True}
+        # [fix] without a no-data value Earth Engine writes masked pixels as 0 (a valid NDVI, and
+        # "clear" in the mask band)
+        opts["geoTiffOptions"] = {"cloudOptimized": True, "noData": {"floatValue": NODATA}}
     return {"fileExportOptions": opts}
 
 

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from engine.gee.run import GeeRun
 
 STANDIN_WARNING = ("SYNTHETIC DATA: Earth Engine API at a loopback address (the engine's stand-in); "
-                   "values are synthetic, not computed from imagery")
+                   "computed by the stand-in from its synthetic catalog, not from imagery")
 
 
 def _output_status(run: GeeRun, tile_id: str, output: str) -> tuple[str, str | None, list[dict[str, Any]]]:

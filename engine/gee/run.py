@@ -31,7 +31,7 @@ from engine.gee import expressions as X
 from engine.gee import layout
 from engine.gee.api import EEApi, RetryPolicy
 from engine.gee.dispatch import Dispatcher, Job, Outcome
-from engine.gee.exports import ENGINE_TAG, image_body, table_body, tile_window, uri
+from engine.gee.exports import ENGINE_TAG, image_body, model_window, table_body, tile_window, uri
 from engine.gee.global_pass import donor_day, global_pass
 from engine.gee.manifest import write_gee_outputs
 from engine.gee.naming import Names, description
@@ -275,8 +275,10 @@ class GeeRun:
         image = X.model_image(self.spec, rows, donor_day(self.stats), halo)
         props = {"engine": ENGINE_TAG, "science_hash": self.h, "tile_id": tile.id, "stage": "train",
                  "bands": ",".join(X.COEF_BANDS)}
-        return image_body(image, self._window(tile), self.spec, description("train", tile.id), job.destination,
-                          job.overwrite, props)
+        # [fix] SAMPLE pyramiding: a coarser read of a model must not average coefficients
+        return image_body(image, model_window(tile, self.spec, self._aoi_bounds()), self.spec,
+                          description("train", tile.id), job.destination, job.overwrite, props,
+                          pyramiding={b: "SAMPLE" for b in X.COEF_BANDS})
 
     # --- outcomes ---
     def _outcome(self, wave: str, o: Outcome) -> None:

@@ -88,6 +88,17 @@ def _geobox(grid: Grid):
 
 
 def _inside(g: F.Granule, grid: Grid) -> np.ndarray:
+    """Pixel centres of ``grid`` inside the granule's footprint (whole-window shortcuts first)."""
+    a, b, c, d, e, f = grid.affine()
+    outline = shapely.Polygon([(c, f), (c + a * grid.w, f), (c + a * grid.w, f + e * grid.h), (c, f + e * grid.h)])
+    from .geometry import Geom
+    from .raster import Proj
+
+    window = Geom(outline, Proj(grid.proj.crs)).lonlat()
+    if g.footprint.contains(window):
+        return np.ones(grid.shape, bool)
+    if not g.footprint.intersects(window):
+        return np.zeros(grid.shape, bool)
     x, y = grid.centres_in("EPSG:4326")
     return shapely.contains_xy(g.footprint, x, y)
 
@@ -100,16 +111,21 @@ def _reader(collection: str, g: F.Granule, band: str):
             return Px(np.zeros(grid.shape), np.zeros(grid.shape))
         src = ctx.source
         gid = make_id(c.mission, g.day)
-        inside = _inside(g, grid)
+        inside = ctx.reads.get(("inside", g.id, grid))
+        if inside is None:
+            inside = ctx.reads[("inside", g.id, grid)] = _inside(g, grid)
         if not inside.any():
             return Px(np.zeros(grid.shape), np.zeros(grid.shape))
-        gb = _geobox(grid)
+        key = (g.id, grid)
+        ds = ctx.reads.get(key)  # one read serves every band of the granule
+        if ds is None:
+            gb = _geobox(grid)
+            ds = src.read_sar(gb, [gid]) if c.mission == "S1" else src.read_optical(gb, [gid])
+            ctx.reads[key] = ds
         if c.mission == "S1":
-            ds = src.read_sar(gb, [gid])
             v = np.asarray(ds[band.lower()].values[0], dtype=np.float64)
             ok = inside & np.isfinite(v)
             return Px(np.where(ok, v, 0.0), ok.astype(np.float64))
-        ds = src.read_optical(gb, [gid])
         qa = np.asarray(ds["qa"].values[0])
         if band in QA_BANDS:
             return Px(qa.astype(np.float64), inside.astype(np.float64))

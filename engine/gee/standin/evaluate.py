@@ -316,6 +316,30 @@ class Evaluator:
         self.result = expr.get("result")
         self.assets = assets or {}
         self._cache: dict[str, Any] = {}
+        self._free: dict[str, bool] = {}
+
+    def _closed(self, key: str) -> bool:
+        """Whether value ``key`` uses no function argument (so one result serves every call)."""
+        hit = self._free.get(key)
+        if hit is not None:
+            return hit
+        self._free[key] = False  # cycles cannot occur; guard anyway
+        stack, ok = [self.values[key]], True
+        while stack and ok:
+            n = stack.pop()
+            if isinstance(n, dict):
+                if "argumentReference" in n:
+                    ok = False
+                elif "valueReference" in n and len(n) == 1:
+                    ok = self._closed(n["valueReference"])
+                elif "functionDefinitionValue" in n:
+                    continue  # a lambda's body binds its own arguments
+                else:
+                    stack.extend(n.values())
+            elif isinstance(n, list):
+                stack.extend(n)
+        self._free[key] = ok
+        return ok
 
     def run(self) -> Any:
         return self.node({"valueReference": self.result}, {})
@@ -323,10 +347,11 @@ class Evaluator:
     def node(self, n: Any, env: dict[str, Any]) -> Any:
         if "valueReference" in n:
             key = n["valueReference"]
-            if not env and key in self._cache:
+            if key in self._cache:
                 return self._cache[key]
-            v = self.node(self.values[key], env)
-            if not env:
+            closed = not env or self._closed(key)
+            v = self.node(self.values[key], {} if closed else env)
+            if closed:
                 self._cache[key] = v
             return v
         if "constantValue" in n:
@@ -1557,3 +1582,11 @@ def _list_distinct(ev, a):
         if x not in out:
             out.append(x)
     return out
+
+
+@alg("Collection.first")
+def _c_first(ev, a):
+    items = a["collection"].items()
+    if not items:
+        raise EEError("Collection.first: Error in map(ID=0): Image.load: Collection is empty.")
+    return items[0]

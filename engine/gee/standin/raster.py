@@ -233,6 +233,7 @@ class Ctx:
         self.cost = cost
         self.source = source
         self._memo: dict[tuple[int, Grid], tuple[Band, Px]] = {}
+        self.reads: dict[tuple[str, Grid], Any] = {}  # source reads shared by a granule's bands
 
     def get(self, band: Band, grid: Grid) -> Px:
         key = (id(band), grid)
