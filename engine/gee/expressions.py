@@ -187,9 +187,11 @@ def observation(col: ee.ImageCollection, day: Any, donor_day: Any | None, valida
     ``validation`` is a 0/1 number: validation images get twice the donor's cloud mask added.
     """
     img = daily_mosaic(col, day)
-    mask = img.select("cloudy")
+    # no valid observation counts as not clear (1), everywhere (sameFootprint=False: the day's
+    # footprint may not cover the whole tile)
+    mask = img.select("cloudy").unmask(1, False)
     if donor_day is not None:
-        donor = daily_mosaic(col, donor_day).select("cloudy").unmask(0)
+        donor = daily_mosaic(col, donor_day).select("cloudy").unmask(0, False)
         mask = mask.add(donor.multiply(2).multiply(ee.Number(validation)))
     return img.select("ndvi").addBands(mask.rename("mask"))
 
@@ -332,7 +334,8 @@ def model_image(spec: Spec, rows: list[dict[str, Any]], donor_day: int | None, r
     fit = col.reduce(ee.Reducer.robustLinearRegression(numX=len(COEF_BANDS), numY=1))
     coef = fit.select("coefficients").arrayProject([0]).arrayFlatten([list(COEF_BANDS)])
     enough = col.select("ndvi").count().gte(len(COEF_BANDS) + 1)
-    return coef.updateMask(enough).toFloat()
+    # pixels (centres) inside the AOI only, as the local backend fits them
+    return coef.updateMask(enough).clip(aoi_geometry(spec)).toFloat()
 
 
 # --- predictions, smoothing, calibration -----------------------------------------------------------

@@ -151,7 +151,7 @@ def test_cost_model_fails_big_interactive_requests(standin):
         with pytest.raises(ee.EEException, match="User memory limit exceeded."):
             rr(ee.Image(1), ee.Reducer.count(), square(size=6000), scale=10, maxPixels=1e9)
     finally:
-        standin.state.configure(memory_bytes=4 * 2 ** 30)
+        standin.state.configure(memory_bytes=2 * 2 ** 30)
 
 
 def _wait(task, timeout=60):

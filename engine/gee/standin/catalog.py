@@ -119,6 +119,7 @@ def _reader(collection: str, g: F.Granule, band: str):
         key = (g.id, grid)
         ds = ctx.reads.get(key)  # one read serves every band of the granule
         if ds is None:
+            ctx.cost.reserve(grid.size * 8.0 * (len(c.bands) + 2))
             gb = _geobox(grid)
             ds = src.read_sar(gb, [gid]) if c.mission == "S1" else src.read_optical(gb, [gid])
             ctx.reads[key] = ds

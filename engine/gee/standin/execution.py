@@ -30,7 +30,7 @@ class Limits:
 
     interactive_pixel_ops: float = 2e9
     batch_pixel_ops: float = 2e11
-    memory_bytes: float = 4 * 2 ** 30
+    memory_bytes: float = 2 * 2 ** 30
 
 
 def _source(seed: int):

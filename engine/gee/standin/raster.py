@@ -204,8 +204,10 @@ class Cost:
     """Documented cost model of one request (see the stand-in README, "Cost model").
 
     ``pixel_ops`` counts every output pixel of every band operation (array pixels count their
-    elements); ``peak_bytes`` estimates the memory a tile of the computation holds: the largest
-    sum of the bands alive in one node's inputs (8 bytes a value). Interactive requests
+    elements); ``held_bytes`` is the memory the computation holds: every intermediate band it
+    has computed (8 bytes a value, 8 a mask pixel; the stand-in evaluates a request as one tile,
+    so this is the size of the request, not of one of Earth Engine's 256 x 256 tiles) and every
+    source window it is about to read (:meth:`reserve`). Interactive requests
     (``value:compute``, ``computePixels``) fail with "Computation timed out." above
     ``interactive_pixel_ops`` and every request with "User memory limit exceeded." above
     ``memory_bytes``; batch tasks have ``batch_pixel_ops``."""
@@ -213,7 +215,7 @@ class Cost:
     limit_ops: float
     memory_bytes: float
     pixel_ops: float = 0.0
-    peak_bytes: float = 0.0
+    held_bytes: float = 0.0
 
     def add(self, px: Px) -> None:
         self.pixel_ops += float(px.v.size)
@@ -221,8 +223,13 @@ class Cost:
             raise ComputeLimit("Computation timed out.")
 
     def hold(self, nbytes: float) -> None:
-        self.peak_bytes = max(self.peak_bytes, nbytes)
-        if nbytes > self.memory_bytes:
+        self.held_bytes += nbytes
+        if self.held_bytes > self.memory_bytes:
+            raise ComputeLimit("User memory limit exceeded.")
+
+    def reserve(self, nbytes: float) -> None:
+        """Fail before a read that would not fit (the read's own result is held afterwards)."""
+        if self.held_bytes + nbytes > self.memory_bytes:
             raise ComputeLimit("User memory limit exceeded.")
 
 
@@ -244,7 +251,8 @@ class Ctx:
         if px.v.shape[:2] != grid.shape:
             raise AssertionError(f"band {band.name}: {px.v.shape} on grid {grid.shape}")
         self.cost.add(px)
-        self.cost.hold(px.v.nbytes + px.m.nbytes)
+        base = px.v if px.v.base is None or px.v.strides[:2] != (0, 0) else px.v.base  # broadcast constants
+        self.cost.hold(base.nbytes + px.m.nbytes)
         self._memo[key] = (band, px)
         return px
 
