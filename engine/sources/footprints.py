@@ -15,7 +15,9 @@ Acquisition model (simplified orbits: ground tracks are meridian strips):
 * **Sentinel-2** (``COPERNICUS/S2_SR_HARMONIZED``): 143 relative orbits, ground track ``k`` at
   longitude ``-180 + (k + 0.5) 360 / 143``, swath 290 km; orbit ``k`` is acquired when
   ``(day - S2A_START - 3 k) % 10`` is 0 (S2A) or 5 (S2B/C, from S2B_START). Granules are 109.8 km
-  tiles of a 100 km lattice in each UTM zone (9.8 km overlaps), cut to the swath.
+  tiles of a 100 km lattice in each UTM zone (9.8 km overlaps), cut to the swath, whose edges are
+  145 km from the track at latitudes on a fixed 0.5 degree lattice (straight in lon/lat between
+  them), so a granule's footprint does not depend on the region it was looked up with.
 * **Sentinel-1** (``COPERNICUS/S1_GRD``, IW): 175 relative orbits, track ``k`` at
   ``-180 + (k + 0.5) 360 / 175``, swath 250 km; acquired when ``(day - S1_ANCHOR - 5 k) % 12`` is
   0 (S1A) or 6 (S1B in [S1B_START, S1B_END), S1C from S1C_START). Granules are slices of 1.5
@@ -93,6 +95,37 @@ def _strip(centre_lon: float, half_km: float, lat0: float, lat1: float) -> Polyg
     lat_mid = 0.5 * (lat0 + lat1)
     half = half_km / (KM_PER_DEG * max(math.cos(math.radians(lat_mid)), 0.05))
     return box(centre_lon - half, lat0, centre_lon + half, lat1)
+
+
+SWATH_LAT_STEP = 0.5  # degrees: latitudes of the vertices of a Sentinel-2 swath's edges
+
+
+def _swath(centre_lon: float, half_km: float, lat0: float, lat1: float) -> Polygon:
+    """A ground track's swath, ``half_km`` either side of the meridian ``centre_lon``, covering at
+    least latitudes [lat0, lat1]; its vertices sit on the fixed ``SWATH_LAT_STEP`` lattice, so the
+    swaths asked for with different latitude ranges have the very same edges where they overlap."""
+    a = max(math.floor(lat0 / SWATH_LAT_STEP), -int(89.5 / SWATH_LAT_STEP))
+    b = min(math.ceil(lat1 / SWATH_LAT_STEP), int(89.5 / SWATH_LAT_STEP))
+    lats = np.arange(a, b + 1, dtype=np.float64) * SWATH_LAT_STEP
+    half = half_km / (KM_PER_DEG * np.maximum(np.cos(np.radians(lats)), 0.05))
+    east = np.column_stack([centre_lon + half, lats])
+    west = np.column_stack([centre_lon - half, lats])[::-1]
+    return Polygon(np.vstack([east, west]))
+
+
+_S2_CUT: dict[tuple[int, str], BaseGeometry] = {}
+
+
+def _s2_cut(k: int, tid: str, tile: BaseGeometry) -> BaseGeometry:
+    """Tile ``tid`` cut to orbit ``k``'s swath (a pure function of the two; cached)."""
+    hit = _S2_CUT.get((k, tid))
+    if hit is None:
+        _, miny, _, maxy = tile.bounds
+        hit = tile.intersection(_swath(_track_lon(k, S2_ORBITS), S2_SWATH_KM / 2, miny - 0.5, maxy + 0.5))
+        if len(_S2_CUT) > 65536:
+            _S2_CUT.clear()
+        _S2_CUT[(k, tid)] = hit
+    return hit
 
 
 def _track_lon(k: int, n: int) -> float:
@@ -213,11 +246,9 @@ def _mgrs_tiles(region: BaseGeometry) -> list[tuple[int, str, BaseGeometry]]:
 
 def _sentinel2(region: BaseGeometry, day0: int, day1: int) -> list[Granule]:
     out = []
-    minx, miny, maxx, maxy = region.bounds
     tiles = _mgrs_tiles(region)
     for k in _tracks_near(region, S2_ORBITS, S2_SWATH_KM):
-        strip = _strip(_track_lon(k, S2_ORBITS), S2_SWATH_KM / 2, miny - 2.0, maxy + 2.0)
-        cut = [(epsg, tid, fp.intersection(strip)) for epsg, tid, fp in tiles]
+        cut = [(epsg, tid, _s2_cut(k, tid, fp)) for epsg, tid, fp in tiles]
         cut = [(e, t, f) for e, t, f in cut if f.area > 0 and f.intersects(region)]
         for day in range(day0, day1):
             if not s2_orbit_acquires(k, day):

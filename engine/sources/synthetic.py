@@ -6,13 +6,22 @@ statistics lattice (``grid.geobox(..., step=k)``) all see bit-identical pixels. 
 first quantised to integers (1 mm for projected CRSs, 1e-8 degree for geographic ones) and every
 later computation starts from those integers.
 
-The model (land cover, phenology, reflectance, backscatter, clouds, calendars) is documented,
-with its equations and parameters, in ``SYNTHETIC.md`` beside this file.
+Coverage follows the per-granule acquisition model of :mod:`engine.sources.footprints`: a
+catalog lists the days on which a usable granule (Landsat WRS-2 scene, Sentinel-2 tile cut to its
+orbit's swath, Sentinel-1 IW VV+VH slice) intersects the window, and a read is no data (NaN,
+optical QA ``QA_NODATA``) at pixel centres outside every usable granule footprint of that day
+(:func:`coverage_mask`). Optical reflectance is quantised like the catalogs' integer DN
+(``refl = DN * scale + offset``, ``OPTICAL_DN``; :func:`optical_dn`), so a stand-in serving DN per
+granule and this source's reads agree exactly. SAR stays float dB. The truth NDVI is unmasked.
+
+The model (land cover, phenology, reflectance, backscatter, clouds, calendars, footprints, DN) is
+documented, with its equations and parameters, in ``SYNTHETIC.md`` beside this file.
 """
 from __future__ import annotations
 
 import datetime as _dt
 import logging
+import math
 import threading
 import zlib
 from collections import OrderedDict
@@ -20,10 +29,13 @@ from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
+import shapely
 import xarray as xr
 from numba import njit
+from shapely.geometry import Polygon, box
 
 from engine.errors import SourceError
+from engine.sources import footprints as _fp
 from engine.sources.base import (
     OPTICAL_MISSIONS,
     SAR_MISSION,
@@ -42,6 +54,17 @@ log = logging.getLogger(__name__)
 __all__ = [
     "SyntheticSource",
     "acquisition_days",
+    "coverage_days",
+    "coverage_mask",
+    "footprint_mask",
+    "lonlat_extent",
+    "pixel_lonlat",
+    "optical_dn",
+    "dn_reflectance",
+    "OPTICAL_DN",
+    "DN_FILL",
+    "DN_VALID",
+    "QA_NODATA",
     "LAND_COVER_CLASSES",
     "SCL",
     "QA_PIXEL",
@@ -70,7 +93,13 @@ OVERPASS_SECONDS = {"S2": 0 * 3600 + 30 * 60, "L8": 0 * 3600 + 10 * 60, "L9": 0 
 
 
 def acquisition_days(mission: str, first_day: int, last_day: int) -> np.ndarray:
-    """Integer days in ``[first_day, last_day)`` on which ``mission`` acquires (global calendar)."""
+    """Integer days in ``[first_day, last_day)`` of ``mission``'s global (track-phase 0) calendar.
+
+    The catalogs no longer use it (they follow the per-track footprints, :func:`coverage_days`);
+    it defines the weather's cumulus days (every day on both the S2 and the L8 global calendar)
+    and is the calendar of a window seen only by tracks of phase 0 (Landsat paths 1, 17, ..., 97,
+    113; Sentinel-2 orbits 0, 10, ...; Sentinel-1 tracks 0, 12, ...; see ``footprints``).
+    """
     d = np.arange(int(first_day), int(last_day), dtype=np.int64)
     if mission == "S2":
         ph = (d - S2_ANCHOR) % 10
@@ -114,6 +143,47 @@ QA_PIXEL = {
 }
 _M_S2, _M_L8 = 0, 1  # qa encodings inside the kernels
 
+#: QA value of a no-data pixel (outside the day's footprint, or a no-data strip), per mission.
+QA_NODATA = {"S2": SCL["no_data"], "L8": QA_PIXEL["fill"], "L9": QA_PIXEL["fill"]}
+
+#: Catalog integer DN encoding of optical reflectance: ``refl = DN * scale + offset`` with
+#: ``(scale, offset)`` per mission (COPERNICUS/S2_SR_HARMONIZED: 1e-4, 0; Landsat Collection 2
+#: L2 SR_B*: 2.75e-5, -0.2). DN ``DN_FILL`` (0) is no data; valid pixels have DN in ``DN_VALID``.
+OPTICAL_DN = {"S2": (1e-4, 0.0), "L8": (2.75e-5, -0.2), "L9": (2.75e-5, -0.2)}
+DN_FILL = 0
+DN_VALID = (1, 65535)
+
+
+def optical_dn(mission: str, refl: Any) -> np.ndarray:
+    """Catalog DN (uint16) of reflectance ``refl``: ``round((refl - offset) / scale)`` in float64
+    (half to even), clipped to ``DN_VALID``; ``DN_FILL`` where ``refl`` is NaN.
+
+    Idempotent on this source's reads: ``optical_dn(m, read_optical(...).red)`` returns the DN the
+    read was made from, and ``dn_reflectance(m, optical_dn(m, r)) == r`` bit for bit.
+    """
+    scale, offset = _dn_params(mission)
+    r = np.asarray(refl, dtype=np.float64)
+    ok = np.isfinite(r)
+    dn = np.clip(np.rint((np.where(ok, r, 0.0) - offset) / scale), DN_VALID[0], DN_VALID[1])
+    return np.where(ok, dn, DN_FILL).astype(np.uint16)
+
+
+def dn_reflectance(mission: str, dn: Any) -> np.ndarray:
+    """Reflectance (float32) of catalog DN: ``float32(DN * scale + offset)`` computed in float64,
+    NaN where ``DN == DN_FILL``: what :meth:`SyntheticSource.read_optical` returns."""
+    scale, offset = _dn_params(mission)
+    d = np.asarray(dn)
+    out = (d.astype(np.float64) * scale + offset).astype(np.float32)
+    return np.where(d == DN_FILL, np.float32(np.nan), out)
+
+
+def _dn_params(mission: str) -> tuple[float, float]:
+    try:
+        return OPTICAL_DN[str(mission).upper()]
+    except KeyError:
+        raise SourceError(f"no DN encoding for mission {mission!r}: expected one of {', '.join(OPTICAL_DN)}") from None
+
+
 # =============================================================================================
 # Model parameters (see SYNTHETIC.md)
 
@@ -146,7 +216,7 @@ CLOUD_FRINGE = 0.38  # below the threshold: unflagged thin-cloud contamination
 SHADOW_MARGIN = 0.10  # a shadow needs the casting cloud this far above the threshold
 # fair-weather cumulus days: small cells, AOI cloud fraction close to its large-area value
 NOISE_CUMULUS = ((100.0, 45.0), (1.0, 0.45))
-CUMULUS_EXTRA_PROB = 0.03  # besides every day on both the S2 and L8 calendars (every 80 days)
+CUMULUS_EXTRA_PROB = 0.03  # besides every day on both the S2 and L8 global calendars (every 80 days)
 CUMULUS_COVER = {"S2": 0.322, "L8": 0.2785, "L9": 0.2785}  # tuned: cloud+shadow(+dilation) ~ 52.5 %
 SHADOW_OFFSET = (540.0, 720.0)  # metres: a pixel is shadowed by the cloud at (x + dx, y + dy)
 CIRRUS_DATE_PROB = 0.15
@@ -160,6 +230,261 @@ SAR_VH = (-25.5, 9.5, 1.5)  # dB: intercept, per unit NDVI (volume scattering), 
 SAR_VV = (-16.5, 6.5, 3.5)
 SAR_WATER = ((-23.0, 8.0), (-29.0, 4.0))  # (VV, VH): calm-water dB, per unit wind roughness
 SATURATION_PROB = 2e-5  # per S2 pixel and date: SCL 1
+
+# =============================================================================================
+# Footprints: which pixels a day's acquisition covers (granules of ``engine.sources.footprints``)
+#
+# A pixel is covered on a day when its centre, in lon/lat, lies inside (``shapely.contains_xy``:
+# boundary points are outside) the footprint of at least one usable granule of that day, i.e.
+# inside the day footprint ``footprints.day_footprints`` returns (the union; granules of one
+# mission and day overlap, so the two agree). Pixel centres are the quantised coordinates the
+# model uses, so every window sees the same coverage for the same pixel.
+
+FP_CELL_DEG = 1.0  # granule lists are cached per mission, 1 x 1 degree cell and block of days
+FP_BLOCK_DAYS = 256
+_FP_CACHE: OrderedDict[tuple, dict[int, tuple[tuple[str, Any], ...]]] = OrderedDict()
+_FP_CACHE_SIZE = 1024
+_LL_CACHE: OrderedDict[tuple, Any] = OrderedDict()  # per window: _Window
+_LL_CACHE_SIZE = 8
+_FP_LOCK = threading.Lock()
+_EXTENT_SEGMENT = 1000.0  # CRS units: the lon/lat extent is densified to this spacing
+
+
+def _fp_block(mission: str, i: int, j: int, b: int) -> dict[int, tuple[tuple[str, Any], ...]]:
+    """Usable granules ``(id, footprint)`` per day of a cell (lon i, lat j) and day block b."""
+    key = (mission, i, j, b)
+    with _FP_LOCK:
+        hit = _FP_CACHE.get(key)
+        if hit is not None:
+            _FP_CACHE.move_to_end(key)
+            return hit
+    cell = box(i * FP_CELL_DEG, j * FP_CELL_DEG, (i + 1) * FP_CELL_DEG, (j + 1) * FP_CELL_DEG)
+    by_day: dict[int, list[tuple[str, Any]]] = {}
+    for g in _fp.granules(mission, cell, b * FP_BLOCK_DAYS, (b + 1) * FP_BLOCK_DAYS):
+        if _fp.usable(g):
+            shapely.prepare(g.footprint)
+            by_day.setdefault(g.day, []).append((g.id, g.footprint))
+    out = {d: tuple(v) for d, v in by_day.items()}
+    with _FP_LOCK:
+        _FP_CACHE[key] = out
+        while len(_FP_CACHE) > _FP_CACHE_SIZE:
+            _FP_CACHE.popitem(last=False)
+    return out
+
+
+def _granules_over(mission: str, region: Any, days: Iterable[int]) -> dict[int, list[Any]]:
+    """Per day in ``days``: the footprints of the usable granules intersecting the lon/lat ``region``."""
+    days = sorted({int(d) for d in days})
+    if not days or region.is_empty:
+        return {}
+    minx, miny, maxx, maxy = region.bounds
+    cells = [(i, j) for i in range(math.floor(minx / FP_CELL_DEG), math.floor(maxx / FP_CELL_DEG) + 1)
+             for j in range(math.floor(miny / FP_CELL_DEG), math.floor(maxy / FP_CELL_DEG) + 1)]
+    shapely.prepare(region)
+    out: dict[int, list[Any]] = {}
+    for b in sorted({d // FP_BLOCK_DAYS for d in days}):
+        want = {d for d in days if d // FP_BLOCK_DAYS == b}
+        for i, j in cells:
+            for d, grs in _fp_block(mission, i, j, b).items():
+                if d not in want:
+                    continue
+                seen = out.setdefault(d, [])
+                for gid, fp in grs:
+                    if all(gid != s for s, _ in seen) and region.intersects(fp):
+                        seen.append((gid, fp))
+    return {d: [fp for _, fp in v] for d, v in sorted(out.items()) if v}
+
+
+def lonlat_extent(geobox: GeoBox) -> Polygon:
+    """The GeoBox's extent as a lon/lat (EPSG:4326) polygon, densified every ~1 km of its CRS."""
+    crs = geobox.crs
+    if crs is None:
+        raise SourceError("the synthetic source needs a GeoBox with a CRS")
+    ext = geobox.extent.geom
+    if crs.epsg == 4326:
+        return ext
+    seg = _EXTENT_SEGMENT / M_PER_DEGREE if crs.geographic else _EXTENT_SEGMENT
+    tr = _transformer(crs)
+    return shapely.transform(ext.segmentize(seg), lambda xy: np.column_stack(tr.transform(xy[:, 0], xy[:, 1])))
+
+
+def _transformer(crs: Any):
+    from pyproj import Transformer
+
+    src = f"EPSG:{crs.epsg}" if crs.epsg is not None else crs.to_wkt()
+    return Transformer.from_crs(src, "EPSG:4326", always_xy=True)
+
+
+def _quantised_centres(geobox: GeoBox) -> tuple[np.ndarray, np.ndarray]:
+    coords = geobox.coords
+    xs = np.asarray(coords["x" if "x" in coords else "longitude"].values, dtype=np.float64)
+    ys = np.asarray(coords["y" if "y" in coords else "latitude"].values, dtype=np.float64)
+    q = Q_GEOGRAPHIC if geobox.crs.geographic else Q_PROJECTED
+    return np.round(xs / q) * q, np.round(ys / q) * q
+
+
+class _Window:
+    """Pixel-centre geometry of one window: quantised centres, lon/lat transform, block outlines."""
+
+    def __init__(self, geobox: GeoBox) -> None:
+        crs = geobox.crs
+        if crs is None:
+            raise SourceError("the synthetic source needs a GeoBox with a CRS")
+        self.xc, self.yc = _quantised_centres(geobox)
+        self.shape = (self.yc.size, self.xc.size)
+        self.identity = crs.epsg == 4326
+        self.tr = None if self.identity else _transformer(crs)
+        self.step = (_MASK_SEGMENT / M_PER_DEGREE) if crs.geographic else _MASK_SEGMENT
+        ny, nx = self.shape
+        self.blocks = [(r0, min(r0 + _MASK_BLOCK, ny), c0, min(c0 + _MASK_BLOCK, nx))
+                       for r0 in range(0, ny, _MASK_BLOCK) for c0 in range(0, nx, _MASK_BLOCK)]
+        self._outlines: np.ndarray | None = None
+        self._lonlat: tuple[np.ndarray, np.ndarray] | None = None
+        self._block_lonlat: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def transform(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if self.identity:
+            return np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+        lon, lat = self.tr.transform(x, y)
+        return np.asarray(lon, dtype=np.float64), np.asarray(lat, dtype=np.float64)
+
+    def lonlat(self, r0: int = 0, r1: int | None = None, c0: int = 0, c1: int | None = None):
+        if self._lonlat is not None:
+            lon, lat = self._lonlat
+            return lon[r0:r1, c0:c1], lat[r0:r1, c0:c1]
+        return self.transform(*np.meshgrid(self.xc[c0:c1], self.yc[r0:r1]))
+
+    def block_lonlat(self, b: int) -> tuple[np.ndarray, np.ndarray]:
+        hit = self._block_lonlat.get(b)
+        if hit is None:
+            hit = self._block_lonlat[b] = self.lonlat(*self.blocks[b])
+        return hit
+
+    def full_lonlat(self) -> tuple[np.ndarray, np.ndarray]:
+        if self._lonlat is None:
+            self._lonlat = self.lonlat()
+        return self._lonlat
+
+    def outlines(self) -> np.ndarray:
+        """Per block, the lon/lat outline of its pixel centres (densified every ``_MASK_SEGMENT``
+        CRS units, so its edges are within ~1e-8 degree of the true curves), buffered by
+        ``_MASK_MARGIN_DEG``: it contains every centre of the block with room to spare."""
+        if self._outlines is None:
+            rings = []
+            for r0, r1, c0, c1 in self.blocks:
+                xa, xb, ya, yb = self.xc[c0], self.xc[c1 - 1], self.yc[r0], self.yc[r1 - 1]
+                nxs = max(2, int(math.ceil(abs(xb - xa) / self.step)) + 1)
+                nys = max(2, int(math.ceil(abs(yb - ya) / self.step)) + 1)
+                tx, ty = np.linspace(xa, xb, nxs), np.linspace(ya, yb, nys)
+                x = np.concatenate([tx, np.full(nys, xb), tx[::-1], np.full(nys, xa)])
+                y = np.concatenate([np.full(nxs, ya), ty, np.full(nxs, yb), ty[::-1]])
+                lon, lat = self.transform(x, y)
+                rings.append(shapely.multipoints(np.column_stack([lon, lat])).convex_hull
+                             if (r1 - r0 < 2 or c1 - c0 < 2) else shapely.Polygon(np.column_stack([lon, lat])))
+            self._outlines = shapely.buffer(np.asarray(rings, dtype=object), _MASK_MARGIN_DEG, quad_segs=1)
+        return self._outlines
+
+
+_MASK_BLOCK = 32  # pixels: footprint masks classify 32 x 32 blocks first, then only edge blocks per pixel
+_MASK_SEGMENT = 100.0  # CRS units (metres; degrees / M_PER_DEGREE): block outlines densified to this
+_MASK_MARGIN_DEG = 1e-7  # block outlines buffered by ~1 cm
+
+
+def _window(geobox: GeoBox) -> _Window:
+    xc, yc = _quantised_centres(geobox)
+    key = (geobox.crs.to_wkt(), xc.tobytes(), yc.tobytes())
+    with _FP_LOCK:
+        hit = _LL_CACHE.get(key)
+        if hit is not None:
+            _LL_CACHE.move_to_end(key)
+            return hit
+    w = _Window(geobox)
+    with _FP_LOCK:
+        _LL_CACHE[key] = w
+        while len(_LL_CACHE) > _LL_CACHE_SIZE:
+            _LL_CACHE.popitem(last=False)
+    return w
+
+
+def pixel_lonlat(geobox: GeoBox) -> tuple[np.ndarray, np.ndarray]:
+    """Lon/lat (float64, ``(ny, nx)``) of the GeoBox's pixel centres, from the quantised centre
+    coordinates the model uses (1 mm / 1e-8 degree), so coarse lattices agree with fine grids.
+    Transformed with pyproj (``always_xy``) point by point: any subset gives the same numbers."""
+    lon, lat = _window(geobox).full_lonlat()
+    return lon.copy(), lat.copy()
+
+
+def footprint_mask(geobox: GeoBox, footprint: Any) -> np.ndarray:
+    """True (``(ny, nx)`` bool) where a pixel centre lies inside the lon/lat ``footprint``:
+    exactly ``shapely.contains_xy(footprint, *pixel_lonlat(geobox))`` (on the boundary is outside).
+
+    Computed by blocks: a 32 x 32 block whose (buffered) outline the footprint contains is all
+    True, one it does not touch all False, and only blocks on the footprint's edge are tested
+    pixel by pixel.
+    """
+    w = _window(geobox)
+    out = np.zeros(w.shape, dtype=bool)
+    shapely.prepare(footprint)
+    outl = w.outlines()
+    inside = shapely.contains(footprint, outl)
+    touch = shapely.intersects(footprint, outl)
+    for b in np.flatnonzero(inside | touch):
+        r0, r1, c0, c1 = w.blocks[b]
+        if inside[b]:
+            out[r0:r1, c0:c1] = True
+        else:
+            out[r0:r1, c0:c1] = shapely.contains_xy(footprint, *w.block_lonlat(int(b)))
+    return out
+
+
+def coverage_days(mission: str, geobox: GeoBox, first_day: int, last_day: int) -> np.ndarray:
+    """Days in ``[first_day, last_day)`` on which a usable granule of ``mission`` intersects the
+    GeoBox's extent: the days of its catalog (== the keys of ``footprints.day_footprints``)."""
+    days = range(int(first_day), int(last_day))
+    return np.asarray(sorted(_granules_over(mission, lonlat_extent(geobox), days)), dtype=np.int64)
+
+
+def _coverage(mission: str, geobox: GeoBox, days: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per date: mode (0 nothing covered, 1 all covered, 2 partial), index into masks, masks."""
+    nt = len(days)
+    mode = np.zeros(nt, dtype=np.int64)
+    idx = np.zeros(nt, dtype=np.int64)
+    masks: list[np.ndarray] = []
+    if nt == 0:
+        return mode, idx, np.zeros((0,) + tuple(geobox.shape), dtype=np.bool_)
+    region = lonlat_extent(geobox)
+    grs = _granules_over(mission, region, days)
+    done: dict[int, tuple[int, int]] = {}
+    for t, d in enumerate(np.asarray(days, dtype=np.int64).tolist()):
+        if d in done:
+            mode[t], idx[t] = done[d]
+            continue
+        fps = grs.get(d, [])
+        if not fps:
+            m, k = 0, 0
+        elif any(fp.contains(region) for fp in fps):  # pixel centres lie well inside the extent
+            m, k = 1, 0
+        else:
+            cov = np.zeros(tuple(geobox.shape), dtype=np.bool_)
+            for fp in fps:
+                cov |= footprint_mask(geobox, fp)
+            m, k = (1, 0) if cov.all() else ((0, 0) if not cov.any() else (2, len(masks)))
+            if m == 2:
+                masks.append(cov)
+        mode[t], idx[t] = m, k
+        done[d] = (m, k)
+    stack = np.stack(masks) if masks else np.zeros((0,) + tuple(geobox.shape), dtype=np.bool_)
+    return mode, idx, stack
+
+
+def coverage_mask(mission: str, day: int, geobox: GeoBox) -> np.ndarray:
+    """True (``(ny, nx)`` bool) where ``mission`` covers the pixel centre on ``day``: inside a
+    usable granule footprint of that day. Reads are no data wherever this is False."""
+    mode, idx, masks = _coverage(str(mission).upper(), geobox, np.asarray([int(day)]))
+    if mode[0] == 2:
+        return masks[idx[0]].copy()
+    return np.full(tuple(geobox.shape), bool(mode[0]))
+
 
 # =============================================================================================
 # Hashing (splitmix64) — numba kernels
@@ -513,14 +838,35 @@ def _surface(cls, soil, vegred, nd):
 
 
 @njit(cache=True)
+def _quantise(v, scale, offset):
+    """Reflectance as stored in a catalog: DN = round((v - offset) / scale) clipped to [1, 65535]."""
+    dn = np.rint((v - offset) / scale)
+    if dn < 1.0:
+        dn = 1.0
+    elif dn > 65535.0:
+        dn = 65535.0
+    return dn * scale + offset
+
+
+@njit(cache=True)
 def _optical_kernel(red_out, nir_out, qa_out, p, yearkey, state, pixkey, days, qcode, date_keys,
                     cloud_keys, tau, sigma, cumulus, cirrus_keys, tau_ci, nd_phase, xm, ym, xs, ys,
-                    cs, cw, us, uw, ks, kw):
+                    cs, cw, us, uw, ks, kw, cov_mode, cov_idx, cov_masks, dn_scale, dn_offset):
     nt, ny, nx = red_out.shape
     zc = np.empty((ny, nx))
     zs = np.empty((ny, nx))
     zi = np.empty((ny, nx))
     for t in range(nt):
+        mode = qcode[t]
+        cm = cov_mode[t]
+        if cm == 0:  # the day's footprint covers no pixel centre of the window
+            red_out[t] = np.nan
+            nir_out[t] = np.nan
+            qa_out[t] = 0 if mode == _M_S2 else 1
+            continue
+        ci = cov_idx[t]
+        sc = dn_scale[t]
+        off = dn_offset[t]
         day = np.float64(days[t])
         th = tau[t]
         thi = tau_ci[t]
@@ -545,12 +891,11 @@ def _optical_kernel(red_out, nir_out, qa_out, p, yearkey, state, pixkey, days, q
             _value_noise(zi, cirrus_keys[t], xm, ym, ks, kw)
         dk = date_keys[t]
         phase = nd_phase[t]
-        mode = qcode[t]
         for r in range(ny):
             for c in range(nx):
                 fr = p[P_SOPT, r, c] / OPT_SWATH_PERIOD_KM + phase
                 fr = fr - np.floor(fr)
-                if fr < OPT_NODATA_FRACTION:
+                if fr < OPT_NODATA_FRACTION or (cm == 2 and not cov_masks[ci, r, c]):
                     red_out[t, r, c] = np.nan
                     nir_out[t, r, c] = np.nan
                     qa_out[t, r, c] = 0 if mode == _M_S2 else 1
@@ -599,6 +944,8 @@ def _optical_kernel(red_out, nir_out, qa_out, p, yearkey, state, pixkey, days, q
                     nir = 0.0
                 elif nir > 1.0:
                     nir = 1.0
+                red = _quantise(red, sc, off)
+                nir = _quantise(nir, sc, off)
                 water = p[P_CLS, r, c] == WATER
                 if mode == _M_S2:
                     if cloud:
@@ -609,8 +956,8 @@ def _optical_kernel(red_out, nir_out, qa_out, p, yearkey, state, pixkey, days, q
                         q = 10
                     elif _uniform(_mix(h ^ _M2)) < SATURATION_PROB:
                         q = 1
-                        red = 1.0
-                        nir = 1.0
+                        red = _quantise(1.0, sc, off)
+                        nir = red
                     elif water:
                         q = 6
                     elif (nir - red) > 0.25 * (nir + red):
@@ -663,10 +1010,17 @@ _THERMAL_DB = _thermal_table()
 
 
 @njit(cache=True)
-def _sar_kernel(vv_out, vh_out, p, yearkey, state, pixkey, days, date_keys, sm, wind, nd_phase, spk, thermal):
+def _sar_kernel(vv_out, vh_out, p, yearkey, state, pixkey, days, date_keys, sm, wind, nd_phase, spk, thermal,
+                cov_mode, cov_idx, cov_masks):
     nt, ny, nx = vv_out.shape
     border = SAR_NODATA_FRACTION + SAR_BORDER_NOISE_KM / SAR_SWATH_PERIOD_KM
     for t in range(nt):
+        cm = cov_mode[t]
+        if cm == 0:  # the day's footprint covers no pixel centre of the window
+            vv_out[t] = np.nan
+            vh_out[t] = np.nan
+            continue
+        ci = cov_idx[t]
         day = np.float64(days[t])
         dk = date_keys[t]
         phase = nd_phase[t]
@@ -677,7 +1031,7 @@ def _sar_kernel(vv_out, vh_out, p, yearkey, state, pixkey, days, date_keys, sm, 
                 h = _mix(pixkey[r, c] ^ dk)
                 fr = p[P_SSAR, r, c] / SAR_SWATH_PERIOD_KM + phase
                 fr = fr - np.floor(fr)
-                if fr < SAR_NODATA_FRACTION:
+                if fr < SAR_NODATA_FRACTION or (cm == 2 and not cov_masks[ci, r, c]):
                     vv_out[t, r, c] = np.nan
                     vh_out[t, r, c] = np.nan
                     continue
@@ -789,12 +1143,12 @@ class SyntheticSource:
 
     # -- catalogs ------------------------------------------------------------------------------
 
-    def _catalog(self, mission: str, start: Any, end: Any) -> pd.DataFrame:
+    def _catalog(self, geobox: GeoBox, mission: str, start: Any, end: Any) -> pd.DataFrame:
         t0, t1 = to_ns(start), to_ns(end)
         if t1 <= t0:
             return empty_catalog()
         ns_day = 86_400 * 10**9
-        days = acquisition_days(mission, t0 // ns_day - 1, t1 // ns_day + 1)
+        days = coverage_days(mission, geobox, t0 // ns_day - 1, t1 // ns_day + 1)
         times = day_to_datetime64(days, OVERPASS_SECONDS[mission])
         keep = (times.astype(np.int64) >= t0) & (times.astype(np.int64) < t1)
         days, times = days[keep], times[keep]
@@ -804,10 +1158,33 @@ class SyntheticSource:
         m = str(mission).upper()
         if m not in self.missions:
             raise SourceError(f"the synthetic source has no optical mission {mission!r}: use one of {', '.join(self.missions)}")
-        return self._catalog(m, start, end)
+        return self._catalog(geobox, m, start, end)
 
     def sar_catalog(self, geobox: GeoBox, start: Any, end: Any) -> pd.DataFrame:
-        return self._catalog(SAR_MISSION, start, end)
+        return self._catalog(geobox, SAR_MISSION, start, end)
+
+    def coverage(self, geobox: GeoBox, ids: Sequence[str]) -> np.ndarray:
+        """Per id, True where its day's footprint covers the pixel centre (``(time, y, x)`` bool)."""
+        missions, days = self._parse(ids, self.missions + (SAR_MISSION,))
+        out = np.empty((len(days),) + tuple(geobox.shape), dtype=bool)
+        for t, (m, d) in enumerate(zip(missions, days)):
+            out[t] = coverage_mask(m, int(d), geobox)
+        return out
+
+    @staticmethod
+    def _coverage_args(geobox: GeoBox, missions: Sequence[str], days: np.ndarray):
+        nt = len(days)
+        mode = np.zeros(nt, dtype=np.int64)
+        idx = np.zeros(nt, dtype=np.int64)
+        stacks, base = [], 0
+        for m in sorted(set(missions)):
+            sel = np.flatnonzero(np.asarray([mm == m for mm in missions]))
+            md, mi, ms = _coverage(m, geobox, days[sel])
+            mode[sel], idx[sel] = md, mi + base
+            stacks.append(ms)
+            base += ms.shape[0]
+        masks = np.concatenate(stacks) if stacks else np.zeros((0,) + tuple(geobox.shape), dtype=np.bool_)
+        return mode, idx, np.ascontiguousarray(masks)
 
     # -- per-date scalars ----------------------------------------------------------------------
 
@@ -818,7 +1195,8 @@ class SyntheticSource:
         return 0.5 + 0.5 * np.cos(2.0 * np.pi * (doy - (WET_SEASON_PEAK_DOY - 1)) / 365.25)
 
     def is_cumulus(self, days: Any) -> np.ndarray:
-        """Fair-weather cumulus days: every day on both the S2 and the L8 calendar, plus a few."""
+        """Fair-weather cumulus days: every day on both the S2 and the L8 global calendar
+        (``acquisition_days``; the same days everywhere, whatever a window's catalogs), plus a few."""
         days = np.asarray(days, dtype=np.int64)
         both = ((days - S2_ANCHOR) % 5 == 0) & ((days - L8_START) % 16 == 0)
         return both | (self._day_uniform("cumulus", days) < CUMULUS_EXTRA_PROB)
@@ -961,11 +1339,15 @@ class SyntheticSource:
             cirrus_keys = self._date_keys("cirrus", days, crs_key)
             xsh = xm + SHADOW_OFFSET[0]
             ysh = ym + SHADOW_OFFSET[1]
+            cov_mode, cov_idx, cov_masks = self._coverage_args(geobox, missions, days)
+            dn_scale = np.asarray([OPTICAL_DN[m][0] for m in missions], dtype=np.float64)
+            dn_offset = np.asarray([OPTICAL_DN[m][1] for m in missions], dtype=np.float64)
             _optical_kernel(red, nir, qa, p, yearkey, _new_state(ny, nx), pixkey, days, qcode, date_keys,
                             cloud_keys, tau, sigma, cumulus, cirrus_keys, tau_ci, phase, xm, ym, xsh, ysh,
                             np.asarray(NOISE_CLOUD[0]), np.asarray(NOISE_CLOUD[1]),
                             np.asarray(NOISE_CUMULUS[0]), np.asarray(NOISE_CUMULUS[1]),
-                            np.asarray(NOISE_CIRRUS[0]), np.asarray(NOISE_CIRRUS[1]))
+                            np.asarray(NOISE_CIRRUS[0]), np.asarray(NOISE_CIRRUS[1]),
+                            cov_mode, cov_idx, cov_masks, dn_scale, dn_offset)
         coords = self._coords(self._times(missions, days), xs, ys, geobox)
         ds = xr.Dataset(
             {
@@ -990,8 +1372,9 @@ class SyntheticSource:
             phase = self._day_uniform("swath_S1", days)
             sm = self.soil_moisture(days)
             wind = self._day_uniform("wind", days)
+            cov_mode, cov_idx, cov_masks = self._coverage_args(geobox, missions, days)
             _sar_kernel(vv, vh, p, yearkey, _new_state(ny, nx), pixkey, days, date_keys, sm, wind, phase,
-                        _SPECKLE_DB, _THERMAL_DB)
+                        _SPECKLE_DB, _THERMAL_DB, cov_mode, cov_idx, cov_masks)
         coords = self._coords(self._times(missions, days), xs, ys, geobox)
         ds = xr.Dataset(
             {

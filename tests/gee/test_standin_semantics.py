@@ -35,7 +35,7 @@ def rr(img, reducer, geom=None, **kw):
     return img.reduceRegion(reducer, geom or square(), **kw).getInfo()
 
 
-def s2_day(day="2021-01-05", next_day="2021-01-06"):
+def s2_day(day="2021-01-10", next_day="2021-01-11"):
     return ee.ImageCollection(S2).filterBounds(square()).filterDate(day, next_day).mosaic()
 
 
@@ -83,10 +83,14 @@ def test_coarser_requests_read_the_mean_pyramid(standin):
     b4 = s2_day().select("B4")
     cell = square(size=20)  # one 20 m pixel = 2 x 2 native 10 m pixels
     at10 = rr(b4, ee.Reducer.mean(), cell, scale=10)["B4"]
+    assert at10 is not None  # the day covers the cell
     at20 = rr(b4, ee.Reducer.mean(), cell, scale=20)["B4"]
     assert at20 == pytest.approx(at10, abs=1e-9)  # the 20 m level is the 2 x 2 mean
-    one10 = rr(b4, ee.Reducer.mean(), square(X0 + 10, Y0 + 10, 10), scale=10)["B4"]
-    # reproject intervenes: computed at 10 m, sampled (nearest) at the 20 m centre (10, 10)
+    # the 20 m centre (X0 + 10, Y0 + 10) is a corner of four 10 m pixels: nearest takes the pixel
+    # its pixel coordinates floor to (column right of the corner, row below it)
+    one10 = rr(b4, ee.Reducer.mean(), square(X0 + 10, Y0, 10), scale=10)["B4"]
+    assert one10 is not None
+    # reproject intervenes: computed at 10 m, sampled (nearest) at the 20 m centre
     forced = rr(b4.reproject(UTM, None, 10), ee.Reducer.mean(), cell, scale=20)["B4"]
     assert forced == pytest.approx(one10)
 

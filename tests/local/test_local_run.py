@@ -38,7 +38,8 @@ def test_tiling_is_transparent(run_cli, square_aoi, tmp_path):
         assert np.array_equal(np.isnan(x), np.isnan(y)), name
         assert np.nanmax(np.abs(x - y)) <= 1e-4, name
     assert (a["mask"].values == b["mask"].values).all()
-    assert np.isfinite(a["filled"].values).sum() > 0.5 * a["filled"].size
+    # not empty: over 8 months many pixels have too few clear training dates for a model
+    assert np.isfinite(a["filled"].values).sum() > 0.3 * a["filled"].size
     t1 = pd.read_csv(one / "images.csv")
     t2 = pd.read_csv(many / "images.csv")
     pd.testing.assert_frame_equal(t1.drop(columns=["MAE"]), t2.drop(columns=["MAE"]))

@@ -1,4 +1,4 @@
-"""The synthetic source: tiling independence, determinism, calendars, clouds, SAR physics, QA codes."""
+"""The synthetic source: tiling independence, determinism, calendars, footprints, DN, clouds, SAR physics, QA codes."""
 from __future__ import annotations
 
 import json
@@ -7,22 +7,36 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import shapely
 from pyproj import Transformer
 
 from engine.errors import ConfigError, SourceError
 from engine.sources import Source, get_source
+from engine.sources import footprints as fpm
 from engine.sources.base import make_id, parse_id, to_day
 from engine.sources.synthetic import (
+    DN_FILL,
+    OPTICAL_DN,
+    QA_NODATA,
     QA_PIXEL,
     WATER,
     SyntheticSource,
     acquisition_days,
+    coverage_days,
+    coverage_mask,
+    dn_reflectance,
+    optical_dn,
+    pixel_lonlat,
 )
 from tiling.grid import GridSpec
 
 GRID10 = GridSpec(32755, 10.0, 512, 11)
 GRID30 = GridSpec(32755, 30.0, 512, 11)
 COL, ROW = 19000, -820000  # near North Qld, 10 m grid
+# 10.25 E, 45.02 N (UTM 32N): a window whose S2 orbit and Landsat path have phase 0, so its
+# calendars contain the global ones (acquisition_days) and its shared S2 / L8 days are cumulus days
+GRID30_32N = GridSpec(32632, 30.0, 512, 11)
+COL_32N, ROW_32N = 19949, -166198
 SITES = Path(__file__).resolve().parents[2] / "AOI" / "sites.geojson"
 
 
@@ -42,6 +56,37 @@ def s2_flags(q):
 
 def l8_flags(q):
     return (q & 1) == 0, (q & 0b11110) != 0
+
+
+def extent_ll(gb):
+    """The window's extent in lon/lat, densified (odc-geo), independently of the source's own helper."""
+    return gb.extent.to_crs("EPSG:4326", resolution=500.0).geom  # segments of <= 500 m (source units)
+
+
+def fp_days(mission, gb, start, end):
+    """Catalog days expected from the footprints module: the keys of ``day_footprints``."""
+    off = OVERPASS_S[mission] * 10**9
+    d0, d1 = to_day(start), to_day(end)
+    days = fpm.day_footprints(mission, extent_ll(gb), d0 - 1, d1 + 1)
+    t0, t1 = pd.Timestamp(start).value, pd.Timestamp(end).value
+    return [d for d in days if t0 <= d * 86_400 * 10**9 + off < t1]
+
+
+OVERPASS_S = {"S2": 1800, "L8": 600, "L9": 600, "S1": 30600}
+
+
+def cat_days(cat):
+    return list(cat["time"].values.astype("datetime64[D]").astype(np.int64))
+
+
+def reference_coverage(mission, gb, day):
+    """Pixel centres inside the day footprint (union of usable granules), by brute force from the
+    GeoBox's own (unquantised) coordinates; the footprint is looked up over a much larger region
+    (footprints do not depend on the region they are looked up with)."""
+    fp = fpm.day_footprints(mission, extent_ll(gb).buffer(1.0), day, day + 1).get(day)
+    x, y = np.meshgrid(gb.coords["x"].values, gb.coords["y"].values)
+    lon, lat = Transformer.from_crs(gb.crs.epsg, 4326, always_xy=True).transform(x, y)
+    return np.zeros(x.shape, bool) if fp is None else shapely.contains_xy(fp, lon, lat)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -159,10 +204,17 @@ def test_calendar_spacing(src):
     l8 = src.optical_catalog(gb, "L8", "2018-01-01", "2023-01-01")
     s1 = src.sar_catalog(gb, "2018-01-01", "2024-01-01")
     gaps = lambda cat: np.diff(cat["time"].values.astype("datetime64[D]").astype(np.int64))  # noqa: E731
-    assert set(gaps(s2)) == {5}
-    assert set(gaps(l8)) == {16}
-    assert set(gaps(s1)) <= {6, 12} and {6, 12} <= set(gaps(s1))
+    assert set(gaps(s2)) == {5}  # one S2 orbit over this window: every 5 days (S2A + S2B)
+    assert set(gaps(l8)) == {16}  # one Landsat path
+    # S1: 6 days while S1B flew, 12 after; a missing slice (single-polarisation, not usable) or
+    # the 2021 outage makes longer gaps, always whole repeats of the 6-day phase
+    g1 = set(gaps(s1))
+    assert {6, 12} <= g1 and all(g % 6 == 0 for g in g1) and max(g1) >= 42
     assert set(gaps(src.optical_catalog(gb, "S2", "2016-01-01", "2017-01-01"))) == {10}  # S2A only
+    # exactly the days of the footprints module
+    for cat, m, a, b in ((s2, "S2", "2018-01-01", "2023-01-01"), (l8, "L8", "2018-01-01", "2023-01-01"),
+                         (s1, "S1", "2018-01-01", "2024-01-01")):
+        assert cat_days(cat) == fp_days(m, gb, a, b)
     for cat, m in ((s2, "S2"), (l8, "L8"), (s1, "S1")):
         assert list(cat.columns) == ["id", "time"]
         assert cat["time"].dtype == np.dtype("datetime64[ns]")
@@ -174,6 +226,7 @@ def test_calendar_spacing(src):
 def test_catalogs_agree_on_overlap_and_windows(src):
     gb = GRID10.geobox(COL, ROW, 4, 4)
     far = GRID30.geobox(-5000, -300000, 4, 4)
+    differs = []
     for m in ("S2", "L8", "L9"):
         a = src.optical_catalog(gb, m, "2021-01-01", "2022-07-01")
         b = src.optical_catalog(gb, m, "2021-09-13", "2023-01-01")
@@ -181,11 +234,177 @@ def test_catalogs_agree_on_overlap_and_windows(src):
         assert len(both) > 5 and (both.time_a == both.time_b).all()
         lo, hi = pd.Timestamp("2021-09-13"), pd.Timestamp("2022-07-01")
         assert set(a.id[a.time >= lo]) == set(b.id[b.time < hi])
-        pd.testing.assert_frame_equal(a, src.optical_catalog(far, m, "2021-01-01", "2022-07-01"))
+        # another window has its own tracks' calendar (the footprints'), not a global one
+        f = src.optical_catalog(far, m, "2021-01-01", "2022-07-01")
+        assert cat_days(f) == fp_days(m, far, "2021-01-01", "2022-07-01") and len(f) > 0
+        differs.append(set(f.id) != set(a.id))
+    assert any(differs)
     c = src.sar_catalog(gb, "2021-01-01", "2021-02-01")
-    assert len(c) >= 3 and c.equals(src.sar_catalog(far, pd.Timestamp("2021-01-01"), np.datetime64("2021-02-01")))
+    assert len(c) >= 3 and c.equals(src.sar_catalog(gb, pd.Timestamp("2021-01-01"), np.datetime64("2021-02-01")))
+    cf = src.sar_catalog(far, "2021-01-01", "2021-02-01")
+    assert cat_days(cf) == fp_days("S1", far, "2021-01-01", "2021-02-01")
     assert len(src.sar_catalog(gb, "2021-02-01", "2021-01-01")) == 0
     assert len(acquisition_days("L9", to_day("2021-01-01"), to_day("2021-10-01"))) == 0
+    assert len(src.optical_catalog(gb, "L9", "2021-01-01", "2021-10-01")) == 0  # L9 from 2021-10-31
+
+
+# ---------------------------------------------------------------------------------------------
+# footprints: catalogs and masks
+
+# ~119 km (990 m cells) at 144.2-145.3 E: Sentinel-2, Landsat and Sentinel-1 swath edges cross it
+BIG = dict(col_off=COL + 1000, row_off=ROW - 6000, width=120, height=120, step=99)
+
+
+def test_catalog_lists_partial_days_and_excludes_missed_ones(src):
+    gb = GRID10.geobox(**BIG)
+    small = GRID10.geobox(COL, ROW, 4, 4)
+    around = extent_ll(gb).buffer(3.0)  # the missions acquire around the window on other days too
+    for m, cat in (("S2", lambda g: src.optical_catalog(g, "S2", "2021-01-01", "2021-07-01")),
+                   ("L8", lambda g: src.optical_catalog(g, "L8", "2021-01-01", "2021-07-01")),
+                   ("S1", lambda g: src.sar_catalog(g, "2021-01-01", "2021-07-01"))):
+        days = cat_days(cat(gb))
+        assert days == fp_days(m, gb, "2021-01-01", "2021-07-01")
+        assert cat_days(cat(small)) == coverage_days(m, small, to_day("2021-01-01"), to_day("2021-07-01")).tolist()
+        ext = extent_ll(gb)
+        near = fpm.day_footprints(m, around, to_day("2021-01-01"), to_day("2021-07-01"))
+        missed = [d for d, fp in near.items() if not fp.intersects(ext)]
+        partial = [d for d, fp in near.items() if fp.intersects(ext) and not fp.contains(ext)]
+        assert missed and partial, m
+        assert not set(missed) & set(days)
+        assert set(partial) <= set(days)
+        # a small window is a subset: no day of it is missing from the big window's catalog
+        assert set(cat_days(cat(small))) <= set(days)
+    # a granule's footprint does not depend on the region it is looked up with (what the source
+    # reads per cell and a stand-in serving the AOI's granules see is the same)
+    d0 = to_day("2021-01-01")
+    for m in ("S2", "L8", "S1"):
+        wide = {g.id: g.footprint for g in fpm.granules(m, around, d0, d0 + 20)}
+        narrow = fpm.granules(m, extent_ll(gb), d0, d0 + 20)  # incl. granules cut at swath edges
+        assert narrow and all(shapely.equals_exact(g.footprint, wide[g.id], 0.0) for g in narrow), m
+    # the global calendar is not the catalog: this window's S2 orbit is not of phase 0
+    s2 = src.optical_catalog(small, "S2", "2021-01-01", "2022-01-01")
+    assert len(s2) == 73 and not set(cat_days(s2)) & set(acquisition_days("S2", to_day("2021-01-01"), to_day("2022-01-01")))
+
+
+def test_reads_are_no_data_outside_the_footprint(src):
+    gb = GRID10.geobox(**BIG)
+    n_partial = {}
+    for m, ids in (("S2", src.optical_catalog(gb, "S2", "2021-01-01", "2021-03-01")["id"]),
+                   ("L8", src.optical_catalog(gb, "L8", "2021-01-01", "2021-05-01")["id"]),
+                   ("S1", src.sar_catalog(gb, "2021-01-01", "2021-02-15")["id"])):
+        ids = list(ids)
+        ds = src.read_sar(gb, ids) if m == "S1" else src.read_optical(gb, ids)
+        a, b = ("vv", "vh") if m == "S1" else ("red", "nir")
+        cov = src.coverage(gb, ids)
+        n_partial[m] = 0
+        for t, i in enumerate(ids):
+            ref = reference_coverage(m, gb, parse_id(i)[1])
+            np.testing.assert_array_equal(cov[t], ref, err_msg=i)
+            np.testing.assert_array_equal(coverage_mask(m, parse_id(i)[1], gb), ref, err_msg=i)
+            out = ~ref
+            assert np.isnan(ds[a].values[t][out]).all() and np.isnan(ds[b].values[t][out]).all(), i
+            if m != "S1":
+                assert (ds.qa.values[t][out] == QA_NODATA[m]).all(), i
+            if ref.any():  # inside: data, except the no-data strips
+                assert np.isfinite(ds[a].values[t][ref]).mean() > 0.75, i
+            n_partial[m] += bool(0 < ref.mean() < 1)
+    assert all(n > 0 for n in n_partial.values()), n_partial
+    assert QA_NODATA == {"S2": 0, "L8": 1, "L9": 1}
+    # an id the window's footprints never see reads as all no data (a Landsat day of another path)
+    l8 = set(src.optical_catalog(gb, "L8", "2021-01-01", "2021-02-01")["id"])
+    other = next(make_id("L8", d) for d in range(to_day("2021-01-01"), to_day("2021-02-01")) if make_id("L8", d) not in l8)
+    ds = src.read_optical(gb, [other])
+    assert np.isnan(ds.red.values).all() and (ds.qa.values == 1).all()
+    # the truth is not masked
+    assert np.isfinite(src.read_truth_ndvi(gb, [other]).values).all()
+
+
+def test_footprint_edges_are_tiling_independent():
+    src = SyntheticSource(seed=2)
+    gb = GRID10.geobox(**BIG)
+    step = BIG["step"]
+    for m, ids in (("S2", src.optical_catalog(gb, "S2", "2021-01-01", "2021-03-01")["id"]),
+                   ("S1", src.sar_catalog(gb, "2021-01-01", "2021-02-15")["id"])):
+        cov = src.coverage(gb, list(ids))
+        t = next(t for t in range(len(ids)) if 0 < cov[t].mean() < 1)
+        j, i = np.argwhere(cov[t, :, :-1] != cov[t, :, 1:])[0]  # an east-west edge between two cells
+        col = BIG["col_off"] + i * step + step // 2 + step // 2 - 64
+        row = BIG["row_off"] + j * step + step // 2 - 64
+        def read(g, s=src, i=ids[t], m=m):
+            return s.read_sar(g, [i]).vv.values if m == "S1" else s.read_optical(g, [i]).qa.values
+
+        big = read(GRID10.geobox(col, row, 128, 128))
+        c = coverage_mask(m, parse_id(ids[t])[1], GRID10.geobox(col, row, 128, 128))
+        assert c.any() and not c.all(), m
+        for dc, dr in ((0, 0), (64, 0), (0, 64), (64, 64), (30, 17)):
+            part = read(GRID10.geobox(col + dc, row + dr, 64, 64), SyntheticSource(seed=2))
+            np.testing.assert_array_equal(bits(part), bits(big[:, dr:dr + 64, dc:dc + 64]), err_msg=f"{m} {dc} {dr}")
+        part = read(GRID10.geobox(col, row, 42, 42, step=3))
+        np.testing.assert_array_equal(bits(part), bits(big[:, 1::3, 1::3][:, :42, :42]), err_msg=f"{m} step 3")
+    # pixel centres are transformed point by point: a sub-window gives the very same lon/lat
+    lon, lat = pixel_lonlat(GRID10.geobox(COL, ROW, 64, 64))
+    lon2, lat2 = pixel_lonlat(GRID10.geobox(COL + 10, ROW + 20, 30, 30))
+    np.testing.assert_array_equal(lon2, lon[20:50, 10:40])
+    np.testing.assert_array_equal(lat2, lat[20:50, 10:40])
+
+
+def test_sentinel1_outage_and_single_polarisation(src):
+    gb = GRID10.geobox(COL, ROW, 4, 4)
+    days = cat_days(src.sar_catalog(gb, "2021-05-01", "2021-09-01"))
+    a, b = fpm.S1_OUTAGES[0]
+    assert not [d for d in days if a <= d < b]
+    assert [d for d in days if d < a] and [d for d in days if d >= b]
+    before = max(d for d in days if d < a)
+    inside = before + 6 * ((a - before) // 6 + 1)  # a day of this track's 6-day phase inside the outage
+    assert a <= inside < b
+    ds = src.read_sar(gb, [make_id("S1", inside)])
+    assert np.isnan(ds.vv.values).all() and np.isnan(ds.vh.values).all()
+    # slices without VH are not usable: their days are absent when no other slice covers the window
+    single = [g for g in fpm.granules("S1", extent_ll(gb), to_day("2018-01-01"), to_day("2024-01-01"))
+              if not fpm.usable(g)]
+    cat = set(cat_days(src.sar_catalog(gb, "2018-01-01", "2024-01-01")))
+    usable_days = set(fpm.day_footprints("S1", extent_ll(gb), to_day("2018-01-01"), to_day("2024-01-01")))
+    assert single and all((g.day in cat) == (g.day in usable_days) for g in single)
+    assert any(g.day not in cat for g in single)
+
+
+# ---------------------------------------------------------------------------------------------
+# DN quantisation
+
+
+def test_optical_reflectance_is_catalog_dn(src):
+    gb = GRID30.geobox(COL // 3, ROW // 3, 64, 64)
+    assert OPTICAL_DN == {"S2": (1e-4, 0.0), "L8": (2.75e-5, -0.2), "L9": (2.75e-5, -0.2)}
+    for m, start, end in (("S2", "2021-01-01", "2021-04-01"), ("L8", "2021-01-01", "2021-07-01"),
+                          ("L9", "2021-11-01", "2022-03-01")):
+        ids = list(src.optical_catalog(gb, m, start, end)["id"])
+        ds = src.read_optical(gb, ids)
+        scale, offset = OPTICAL_DN[m]
+        for band in ("red", "nir"):
+            r = ds[band].values
+            dn = optical_dn(m, r)
+            assert dn.dtype == np.uint16
+            assert ((dn == DN_FILL) == np.isnan(r)).all() and (dn > 0).any()
+            valid = dn[dn > 0].astype(np.int64)
+            assert valid.min() >= 1 and valid.max() <= 65535
+            # exactly DN * scale + offset (float64), cast to float32
+            expect = (dn.astype(np.float64) * scale + offset).astype(np.float32)
+            np.testing.assert_array_equal(bits(np.where(dn > 0, expect, np.float32(np.nan))), bits(r))
+            np.testing.assert_array_equal(bits(dn_reflectance(m, dn)), bits(r))
+            # the DN is the rounded reflectance: within half a DN of the float64 value
+            back = (r[dn > 0].astype(np.float64) - offset) / scale
+            assert np.abs(back - valid).max() < 0.01
+            if m == "S2":
+                assert (valid <= 10000).all()  # reflectance <= 1
+            else:
+                assert (valid >= 7273).all() and (valid <= 43636).all()  # 0 <= reflectance <= 1
+    # the helper on its own: rounding, clipping to [1, 65535], fill for NaN
+    assert optical_dn("S2", np.array([0.12344, 0.12346, 0.0, np.nan, 7.0])).tolist() == [1234, 1235, 1, 0, 65535]
+    assert optical_dn("L8", np.array([0.0, -0.2, 0.1])).tolist() == [7273, 1, 10909]
+    assert np.isnan(dn_reflectance("L8", np.array([0], dtype=np.uint16))).all()
+    assert dn_reflectance("L8", np.array([10909], dtype=np.uint16))[0] == np.float32(10909 * 2.75e-5 - 0.2)
+    with pytest.raises(SourceError):
+        optical_dn("S1", np.zeros(2))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -323,12 +542,16 @@ def test_qa_encodings(src):
     np.testing.assert_array_equal(clear_bit, 1 - (cloud | dil))  # C2: clear = not cloud, not dilated
     assert ((v >> 8) & 3)[cloud == 1].min() == 3  # high cloud confidence where cloud
     assert set(np.unique(v[(cloud | dil | cirrus | shadow) == 0])) <= {QA_PIXEL["clear"], QA_PIXEL["clear_water"]}
-    # same day, same cloud field: the days on both calendars are cumulus days, where Landsat's
-    # (lower) cover threshold makes its clouds a subset of Sentinel-2's
-    gb = GRID30.geobox(COL // 3, ROW // 3, 60, 60)
+    # same day, same cloud field: the days on both global calendars are cumulus days, where
+    # Landsat's (lower) cover threshold makes its clouds a subset of Sentinel-2's. A window whose
+    # S2 orbit and Landsat path have phase 0 acquires on all of them with both missions.
+    gb = GRID30_32N.geobox(COL_32N, ROW_32N, 60, 60)
     days = [d for d in acquisition_days("S2", to_day("2019-01-01"), to_day("2022-01-01"))
             if len(acquisition_days("L8", d, d + 1))]
     assert len(days) >= 10 and src.is_cumulus(days).all()
+    shared = set(cat_days(src.optical_catalog(gb, "S2", "2019-01-01", "2022-01-01"))) & \
+        set(cat_days(src.optical_catalog(gb, "L8", "2019-01-01", "2022-01-01")))
+    assert set(days) <= shared
     qs = src.read_optical(gb, [make_id("S2", d) for d in days]).qa.values
     ql = src.read_optical(gb, [make_id("L8", d) for d in days]).qa.values
     both = (qs != 0) & ((ql & 1) == 0)

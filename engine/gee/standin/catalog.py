@@ -24,6 +24,9 @@ by the granule's own footprint). Reflectance bands have MEAN pyramiding, QA band
 from __future__ import annotations
 
 import datetime as _dt
+import functools
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,15 +71,18 @@ def granule_properties(collection: str, g: F.Granule) -> dict[str, Any]:
 
 
 def list_granules(collection: str, region_lonlat: Any, t0_ms: int, t1_ms: int) -> list[F.Granule]:
+    """The collection's granules meeting the lon/lat region with start time in [t0, t1) ms."""
+    return list(_list_granules(collection, shapely.to_wkb(region_lonlat), t0_ms, t1_ms))
+
+
+@functools.lru_cache(maxsize=256)
+def _list_granules(collection: str, region_wkb: bytes, t0_ms: int, t1_ms: int) -> tuple[F.Granule, ...]:
+    region_lonlat = shapely.from_wkb(region_wkb)
     c = COLLECTIONS[collection]
     day0, day1 = t0_ms // DAY_MS, -(-t1_ms // DAY_MS) + 1
     if region_lonlat.area == 0:  # points and lines: granules whose footprint meets them
         region_lonlat = region_lonlat.buffer(1e-7)
-    out = []
-    for g in F.granules(c.mission, region_lonlat, day0, day1):
-        if t0_ms <= _time_ms(g) < t1_ms:
-            out.append(g)
-    return out
+    return tuple(g for g in F.granules(c.mission, region_lonlat, day0, day1) if t0_ms <= _time_ms(g) < t1_ms)
 
 
 def _geobox(grid: Grid):
@@ -103,6 +109,49 @@ def _inside(g: F.Granule, grid: Grid) -> np.ndarray:
     return shapely.contains_xy(g.footprint, x, y)
 
 
+class _ReadCache:
+    """Granule reads shared across requests (the service caches its tiles too), LRU by bytes.
+
+    Only the stand-in's own cost: the cost model still charges every read to the request."""
+
+    def __init__(self, max_bytes: int = 512 * 2**20) -> None:
+        self.max_bytes, self.bytes = max_bytes, 0
+        self._items: OrderedDict[tuple, dict[str, np.ndarray]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple) -> dict[str, np.ndarray] | None:
+        with self._lock:
+            hit = self._items.get(key)
+            if hit is not None:
+                self._items.move_to_end(key)
+            return hit
+
+    def put(self, key: tuple, arrays: dict[str, np.ndarray]) -> None:
+        size = sum(a.nbytes for a in arrays.values())
+        with self._lock:
+            if key in self._items or size > self.max_bytes:
+                return
+            self._items[key] = arrays
+            self.bytes += size
+            while self.bytes > self.max_bytes:
+                _, old = self._items.popitem(last=False)
+                self.bytes -= sum(a.nbytes for a in old.values())
+
+
+READS = _ReadCache()
+
+
+def _read_granule(src: Any, mission: str, gid: str, grid: Grid) -> dict[str, np.ndarray]:
+    key = (repr(src), gid, grid)
+    hit = READS.get(key)
+    if hit is None:
+        gb = _geobox(grid)
+        ds = src.read_sar(gb, [gid]) if mission == "S1" else src.read_optical(gb, [gid])
+        hit = {k: np.asarray(ds[k].values[0]) for k in ds.data_vars}
+        READS.put(key, hit)
+    return hit
+
+
 def _reader(collection: str, g: F.Granule, band: str):
     c = COLLECTIONS[collection]
 
@@ -120,17 +169,15 @@ def _reader(collection: str, g: F.Granule, band: str):
         ds = ctx.reads.get(key)  # one read serves every band of the granule
         if ds is None:
             ctx.cost.reserve(grid.size * 8.0 * (len(c.bands) + 2))
-            gb = _geobox(grid)
-            ds = src.read_sar(gb, [gid]) if c.mission == "S1" else src.read_optical(gb, [gid])
-            ctx.reads[key] = ds
+            ds = ctx.reads[key] = _read_granule(src, c.mission, gid, grid)
         if c.mission == "S1":
-            v = np.asarray(ds[band.lower()].values[0], dtype=np.float64)
+            v = np.asarray(ds[band.lower()], dtype=np.float64)
             ok = inside & np.isfinite(v)
             return Px(np.where(ok, v, 0.0), ok.astype(np.float64))
-        qa = np.asarray(ds["qa"].values[0])
+        qa = ds["qa"]
         if band in QA_BANDS:
             return Px(qa.astype(np.float64), inside.astype(np.float64))
-        refl = np.asarray(ds["red" if band in ("B4", "SR_B4") else "nir"].values[0], dtype=np.float64)
+        refl = np.asarray(ds["red" if band in ("B4", "SR_B4") else "nir"], dtype=np.float64)
         scale, offset = c.dn
         fin = np.isfinite(refl)
         dn = np.where(fin, np.clip(np.round((refl - offset) / scale), 1, 65535), 0.0)
