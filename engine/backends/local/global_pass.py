@@ -92,6 +92,12 @@ def pair_and_split(images: pd.DataFrame, n_sar: int, ctx: RunContext) -> tuple[s
     images["paired"] = ((images["s1_count"] > 0) & (images["pixel_count"] > MIN_PIXEL_COUNT)
                         & images["vv_mean"].notna() & images["vh_mean"].notna())
     n_pairs = int(images["paired"].sum())
+    if n_pairs < MIN_PAIRS and len(images) and float(images["pixel_count"].max()) <= MIN_PIXEL_COUNT:
+        raise DataError(
+            f"the AOI {ctx.aoi.name} is too small: an image needs more than {MIN_PIXEL_COUNT} valid pixels at the "
+            f"{p.STATS_SCALE:g} m statistics scale and the AOI holds at most {float(images['pixel_count'].max()):g}; "
+            f"use an AOI of at least ~{MIN_PIXEL_COUNT * p.STATS_SCALE ** 2 / 1e6:g} km2"
+        )
     if n_pairs < MIN_PAIRS:
         raise DataError(
             f"only {n_pairs} optical-SAR pairs for {ctx.aoi.name} ({len(images)} {p.OPTICAL_MISSION} images, "

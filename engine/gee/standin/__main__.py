@@ -7,6 +7,7 @@ import json
 import logging
 import sys
 
+from .execution import Limits
 from .server import StandIn
 
 
@@ -31,7 +32,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--memory-limit-pixels", type=float, default=None)
     p.add_argument("--permanent-fail", action="append", default=[], metavar="SUBSTRING",
                    help="exports whose description/asset contains it fail (repeatable)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data-dir", default=None, metavar="DIR",
+                   help="Cloud Storage / Drive exports land here as GeoTIFF and CSV "
+                        "(DIR/gcs/<bucket>/<path>, DIR/drive/<folder>/<name>)")
+    p.add_argument("--memory-mib", type=float, default=Limits().memory_bytes / 2**20,
+                   help="cost model: a computation holding more fails with 'User memory limit exceeded.'")
+    p.add_argument("--interactive-pixel-ops", type=float, default=Limits().interactive_pixel_ops,
+                   help="cost model: value:compute / computePixels above this fail with 'Computation timed out.'")
+    p.add_argument("--batch-pixel-ops", type=float, default=Limits().batch_pixel_ops,
+                   help="cost model: the same limit for export tasks")
+    p.add_argument("--seed", type=int, default=0, help="seed of the synthetic data the catalog serves")
     p.add_argument("--lenient-parents", action="store_true",
                    help="do not require parent folders to exist")
     p.add_argument("-v", "--verbose", action="store_true")
@@ -45,7 +55,9 @@ def main(argv: list[str] | None = None) -> int:
                 seed=a.seed, seconds_per_megapixel=a.seconds_per_megapixel,
                 strict_parents=not a.lenient_parents, burst_429=burst,
                 max_concurrent_requests=a.max_concurrent_requests,
-                rate_lost_response=a.lost_response, max_queued_tasks=a.max_queued_tasks)
+                rate_lost_response=a.lost_response, max_queued_tasks=a.max_queued_tasks, data_dir=a.data_dir,
+                limits=Limits(interactive_pixel_ops=a.interactive_pixel_ops, batch_pixel_ops=a.batch_pixel_ops,
+                              memory_bytes=a.memory_mib * 2**20))
     s.start()
     print(s.url, flush=True)
     print(json.dumps(s.state.config_snapshot()), file=sys.stderr, flush=True)

@@ -908,8 +908,12 @@ def _select_indices(img: Image, selectors: list[Any]) -> list[int]:
                 raise EEError(f"Image.select: Band index out of bounds: {i}.")
             out.append(i)
             continue
-        pat = re.compile(str(s))
-        hits = [i for i, n in enumerate(names) if pat.fullmatch(n)]
+        s = str(s)
+        if re.escape(s) == s:  # a plain name (the usual case): an exact match, without a regex scan
+            hits = [i for i, n in enumerate(names) if n == s]
+        else:
+            pat = re.compile(s)
+            hits = [i for i, n in enumerate(names) if pat.fullmatch(n)]
         if not hits:
             raise EEError(f"Image.select: Pattern '{s}' did not match any bands.")
         out.extend(hits)

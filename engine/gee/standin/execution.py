@@ -139,7 +139,7 @@ def run_export(kind: str, body: dict[str, Any], assets: dict[str, Any], limits: 
             default = opts.get("pyramidingPolicy") or "MEAN"
             overrides = opts.get("pyramidingPolicyOverrides") or {}
             out = {"grid": grid, "pixels": pixels, "pyramiding": {n: overrides.get(n, default) for n in pixels},
-                   "pixel_ops": cost.pixel_ops}
+                   "pixel_ops": cost.pixel_ops, "held_bytes": cost.held_bytes}
             path = file_path(data_dir, body, ".tif") if data_dir else None
             if path:
                 nd = ((body.get("fileExportOptions") or {}).get("geoTiffOptions") or {}).get("noData")
@@ -149,7 +149,7 @@ def run_export(kind: str, body: dict[str, Any], assets: dict[str, Any], limits: 
             return out
         ctx = Ctx(cost, _source(seed))
         rows = table_rows(evaluate(body["expression"], ctx, assets))
-        out = {"rows": rows, "pixel_ops": cost.pixel_ops}
+        out = {"rows": rows, "pixel_ops": cost.pixel_ops, "held_bytes": cost.held_bytes}
         path = file_path(data_dir, body, ".csv") if data_dir else None
         if path:
             _atomic_write(path, csv_bytes(rows))

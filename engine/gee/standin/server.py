@@ -44,6 +44,7 @@ from typing import Any, Callable
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from .compute import ComputeRegistry
+from .execution import Limits
 from .expressions import ee_test_data_path
 from .faults import MESSAGE_429, MESSAGE_500, MESSAGE_503, Faults
 from .state import ApiError, State
@@ -293,8 +294,9 @@ class StandIn:
     ``seed``, plus ``seconds_per_megapixel``, ``burst_429``, ``fail_next_429``,
     ``fail_next_500``, ``max_concurrent_requests``, ``fault_kinds``, ``quota_restricted``,
     ``rate_lost_response``, ``strict_parents``, ``cancel_seconds``, ``default_max_pixels``,
-    ``max_queued_tasks``, ``clock``,
-    ``algorithms_path``, ``discovery_path``.
+    ``max_queued_tasks``, ``clock``, ``algorithms_path``, ``discovery_path``; ``data_dir`` (Cloud
+    Storage / Drive exports land there as files), ``limits`` (the cost model's thresholds) and
+    ``execute=False`` (answer computations with shaped placeholders instead of computing them).
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, *, task_seconds: float = 2.0,
@@ -305,7 +307,7 @@ class StandIn:
                  discovery_path: str | None = None, strict_parents: bool = True,
                  cancel_seconds: float = 0.0, default_max_pixels: int = 100_000_000,
                  max_queued_tasks: int | None = None, data_dir: str | None = None, execute: bool = True,
-                 **fault_opts: Any):
+                 limits: Limits | None = None, **fault_opts: Any):
         import time as _time
 
         faults = Faults(seed=seed, rate_429=fault_429, rate_500=fault_500,
@@ -320,7 +322,8 @@ class StandIn:
                            clock=clock or _time.time, algorithms_path=algorithms_path,
                            strict_parents=strict_parents, cancel_seconds=cancel_seconds,
                            default_max_pixels=default_max_pixels,
-                           max_queued_tasks=max_queued_tasks, data_dir=data_dir, execute=execute)
+                           max_queued_tasks=max_queued_tasks, data_dir=data_dir, execute=execute,
+                           limits=limits)
         self._addr = (host, port)
         self._discovery_path = discovery_path
         self._algorithms_path = algorithms_path
