@@ -12,10 +12,14 @@ REPO = Path(__file__).resolve().parents[2]
 # Planted secrets: none of them may ever appear in a log, the ledger or the manifest.
 SECRETS = ("ya29.PLANTED-ACCESS-TOKEN-7f3e", "1//PLANTED-REFRESH-TOKEN-91ab", "PLANTED-CLIENT-SECRET-c0de")
 
-# Quick plan: Landsat 8 over one year of WRS-2 091084, 4096 px tiles (5 tiles, 3 exports each).
-QUICK = ["--aoi", "091084", "--mission", "L8", "--start", "2021-01-01", "--end", "2022-01-01",
-         "--tile-size", "4096"]
-N_TILES = 5
+# Quick plan: Landsat 8 over half a year of a 1.3 km x 1.2 km box near the North Qld site, 32 px tiles
+# (4 tiles, 3 exports each): small enough for the executing stand-in to compute every export in CI.
+QUICK_AOI = "145.770,-17.070,145.782,-17.059"
+QUICK = ["--aoi", QUICK_AOI, "--mission", "L8", "--start", "2021-01-01", "--end", "2021-07-01",
+         "--tile-size", "32"]
+N_TILES = 4
+TILE_IDS = ("32755-30m-32px-x384-y-8451", "32755-30m-32px-x384-y-8452", "32755-30m-32px-x385-y-8451",
+            "32755-30m-32px-x385-y-8452")
 EXPORTS_PER_TILE = 3  # the model, the outputs image (every per-date variable + gap bands), the images table
 OUTPUT_STAGES = ("outputs", "images")
 GAP_BANDS = ["clear_count", "gap_mean", "gap_median", "gap_p90", "gap_max", "lead_gap", "trail_gap"]

@@ -13,6 +13,7 @@ from collections import Counter
 import pytest
 
 from engine.gee.standin import StandIn
+from engine.gee.standin.execution import Limits
 from engine.ledger import Ledger
 
 from .backend_support import (EXPORTS_PER_TILE, N_TILES, OUTPUT_STAGES, QUICK, REPO, SECRETS, descriptions,
@@ -100,39 +101,40 @@ def test_run_completes_with_every_model_and_output(tmp_path, creds, standin, cap
 
 
 def test_faults_splits_and_one_permanent_failure(tmp_path, creds):
-    """30 % 429, 5 % 500, memory failures on the largest tiles, one permanent failure."""
-    with StandIn(task_seconds=0.03, running_cap=2, fault_429=0.3, fault_500=0.05, memory_limit_pixels=12e6,
-                 permanent_fail=[("x4-y-52", "Image.select: Pattern 'SR_B9' did not match any bands.")],
-                 seed=3) as s:
+    """30 % 429, 5 % 500, a tile too big for the cost model's memory, one permanent failure.
+
+    The QUICK AOI as one 64 px tile: its outputs image holds ~1.2 GiB in the stand-in's cost model
+    (the AOI-wide statistics request ~460 MiB, a 32 px tile's outputs <= ~430 MiB), so with 600 MiB
+    it fails "User memory limit exceeded." by computation, not by an injected fault, and is split."""
+    parent = "32755-30m-64px-x192-y-4226"
+    broken = parent + "b"
+    with StandIn(task_seconds=0.03, running_cap=2, fault_429=0.3, fault_500=0.05, seed=3,
+                 limits=Limits(memory_bytes=600 * 2**20),
+                 permanent_fail=[(broken, "Image.select: Pattern 'SR_B9' did not match any bands.")]) as s:
         run_dir = tmp_path / "run"
-        code = run_engine(s.url, run_dir, write_config(tmp_path))
+        code = run_engine(s.url, run_dir, write_config(tmp_path), "--tile-size", "64")
         c = s.counters
-        assert c["faults_429"] > 20 and c["faults_500"] > 0
+        assert c["faults_429"] > 10 and c["faults_500"] > 0
         assert c["running_max"] <= 2
-        assert c["tasks_failed"] == 3  # the permanent failure + the two tiles over the memory limit
+        assert c["tasks_failed"] == 2  # the computation over the memory limit + the permanent failure
+        memory = [t.description for t in s.state.task_order if t.failure and "User memory limit" in t.failure]
+        assert memory == [f"sarinfill_outputs_{parent}"]
         _no_duplicates(s)
     assert code == 1  # the run goes on, the exit status reports the failed tile
     m = manifest(run_dir)
-    tiles = {t["id"]: t for t in m["tiles"]}
-    failed = [t for t in tiles.values() if t["status"] == "failed"]
-    assert [t["id"] for t in failed] == ["32755-30m-4096px-x4-y-52"]
-    assert "Pattern 'SR_B9' did not match any bands" in failed[0]["error"]
-    assert m["failures"] == {"32755-30m-4096px-x4-y-52": failed[0]["error"]}
-    split = [t for t in tiles.values() if t["status"] == "split"]
-    assert sorted(t["id"] for t in split) == ["32755-30m-4096px-x4-y-51", "32755-30m-4096px-x5-y-51"]
-    for parent in split:
-        assert "User memory limit exceeded" in parent["message"]
-        assert len(parent["children"]) == 4
-        for child in parent["children"]:
-            assert tiles[child]["parent"] == parent["id"] and tiles[child]["status"] == "done"
-            assert child.startswith(parent["id"]) and child[-1] in "abcd"
-    assert sum(t["status"] == "done" for t in tiles.values()) == 2 + 8
+    [tile] = m["tiles"]  # a split of the outputs stage keeps the tile's model: its parts are the leaves
+    assert tile["id"] == parent and tile["status"] == "failed" and tile["train"]["status"] == "done"
+    assert tile["outputs"]["images"]["status"] == "done"
+    out = tile["outputs"]["outputs"]
+    assert out["status"] == "failed" and "Pattern 'SR_B9' did not match any bands" in out["error"]
+    leaves = {leaf["tile"]: leaf for leaf in out["parts"]}
+    assert sorted(leaves) == [parent + c for c in "abcd"]
+    assert {t: leaf["status"] for t, leaf in leaves.items()} == {t: "failed" if t == broken else "done" for t in leaves}
+    assert all(leaf["asset"] in s.state.assets for t, leaf in leaves.items() if t != broken)
+    assert "Pattern 'SR_B9'" in m["failures"][broken]
     with Ledger(run_dir / "ledger.sqlite") as ledger:
-        assert ledger.get("32755-30m-4096px-x4-y-51", "train").status == "split"
-    import geopandas as gpd
-
-    index = gpd.read_parquet(run_dir / "tiles.parquet")
-    assert dict(Counter(index["status"])) == {"done": 10, "split": 2, "failed": 1}
+        rec = ledger.get(parent, "outputs")
+        assert rec.status == "split" and "User memory limit exceeded" in rec.message
 
 
 def test_expression_check_catches_a_wrong_function_or_argument(tmp_path, creds, standin, monkeypatch, capsys):
@@ -317,8 +319,8 @@ def test_clear_existing_deletes_only_this_runs_assets(tmp_path, creds, standin, 
     # without --yes and without a terminal: refused, nothing deleted
     from engine.cli import main
 
-    code = main(["run", "--backend", "gee", "--aoi", "091084", "--mission", "L8", "--tile-size", "4096",
-                 "--ee-url", standin.url, "--project", "p", "--run-dir", str(run_dir), "--config", str(cfg), "-q"])
+    code = main(["run", "--backend", "gee", *QUICK, "--ee-url", standin.url, "--project", "p", "--run-dir",
+                 str(run_dir), "--config", str(cfg), "-q"])
     assert code != 0 and "--yes" in capsys.readouterr().err
     assert standin.counters["assets_deleted"] == 0
     before = standin.counters["exports_submitted"]

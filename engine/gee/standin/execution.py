@@ -39,9 +39,10 @@ def _source(seed: int):
     return SyntheticSource(seed=seed)
 
 
-def compute_value(expr: dict[str, Any], assets: dict[str, Any], limits: Limits, seed: int) -> Any:
+def compute_value(expr: dict[str, Any], assets: dict[str, Any], limits: Limits, seed: int) -> tuple[Any, Cost]:
+    """The value of ``expr`` (JSON) and what computing it cost."""
     ctx = Ctx(Cost(limits.interactive_pixel_ops, limits.memory_bytes), _source(seed))
-    return to_json(evaluate(expr, ctx, assets))
+    return to_json(evaluate(expr, ctx, assets)), ctx.cost
 
 
 def compute_image(expr: dict[str, Any], assets: dict[str, Any], cost: Cost, seed: int,

@@ -721,7 +721,8 @@ class State:
                     answer = self.compute.answer(req)
                 else:
                     try:
-                        answer = compute_value(body["expression"], self.assets, self.limits, self.seed)
+                        answer, cost = compute_value(body["expression"], self.assets, self.limits, self.seed)
+                        self.counters.set_max("compute_held_bytes_max", cost.held_bytes)
                     except EEError as e:
                         raise ComputeError(str(e)) from None
                     except Exception as e:  # ComputeLimit
