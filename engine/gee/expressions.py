@@ -350,7 +350,9 @@ def prediction_stack(spec: Spec, model: ee.Image, rows: list[dict[str, Any]], re
     def one(r: Any) -> ee.Image:
         r = ee.Dictionary(r)
         cov = _with_constant(covariates(spec, s1, r.get("day"), r.get("vv"), r.get("vh")))
-        return cov.multiply(model).reduce(ee.Reducer.sum()).rename("pred")
+        terms = cov.multiply(model)
+        # Image.reduce sums whichever bands are unmasked at a pixel: a prediction needs all 9 terms
+        return terms.reduce(ee.Reducer.sum()).updateMask(terms.mask().reduce(ee.Reducer.min())).rename("pred")
 
     ids = [r["id"] for r in rows]
     return ee.ImageCollection(ee.List(rows).map(one)).toBands().rename(ids)

@@ -1517,7 +1517,7 @@ def _img_reduce_region(ev, a):
         for b in img.bands:
             v, w = sample(b)
             x = v[:, None, :] if v.ndim == 2 else v[:, None, None]
-            outs = red.apply(x, w[:, None])
+            outs = red.apply(x, w[:, None], region=True)
             for name, (vals, ok) in zip(red.outputs, outs):
                 key = b.name if len(red.outputs) == 1 else f"{b.name}_{name}"
                 result[key] = _jsonable(vals[0]) if ok[0] else None
@@ -1527,7 +1527,7 @@ def _img_reduce_region(ev, a):
         vs, ws = zip(*[sample(b) for b in img.bands])
         x = np.stack(vs, axis=-1)[:, None, :]
         w = np.min(np.stack(ws), axis=0)[:, None]
-        for name, (vals, ok) in zip(red.outputs, red.apply(x, w)):
+        for name, (vals, ok) in zip(red.outputs, red.apply(x, w, region=True)):
             result[name] = _jsonable(vals[0]) if ok[0] else None
     return dict(sorted(result.items()))
 

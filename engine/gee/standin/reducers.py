@@ -36,15 +36,22 @@ class Reducer:
             raise ValueError(f"Reducer.setOutputs: expected {len(self.outputs)} names, got {len(names)}.")
         return replace(self, outputs=tuple(names))
 
-    def apply(self, x: np.ndarray, w: np.ndarray) -> list[Out]:
+    def apply(self, x: np.ndarray, w: np.ndarray, region: bool = False) -> list[Out]:
+        """Reduce axis 0. ``region``: a region reduction (``reduceRegion``), where a sum of no
+        pixels is 0; per-pixel reductions (``Image.reduce``, ``ImageCollection.reduce``) mask a
+        pixel with no unmasked input ([silent]: the documentation does not say; a sum over an
+        all-masked stack is masked in Earth Engine's composites, an empty region sums to 0)."""
         if self.kind == "combine":
             out: list[Out] = []
             for p in self.parts:
-                out.extend(p.apply(x, w))
+                out.extend(p.apply(x, w, region))
             return out
         if not self.weighted:
             w = (w > 0).astype(np.float64)
-        return _KERNELS[self.kind](self, x, w)
+        out = _KERNELS[self.kind](self, x, w)
+        if region and self.kind == "sum":
+            out = [(v, np.ones(v.shape, bool)) for v, _ in out]
+        return out
 
 
 def make(kind: str, **params: Any) -> Reducer:
@@ -87,7 +94,7 @@ def _count(r: Reducer, x: np.ndarray, w: np.ndarray) -> list[Out]:
 
 def _sum(r: Reducer, x: np.ndarray, w: np.ndarray) -> list[Out]:
     s = np.where(w > 0, x[..., 0] * w, 0.0).sum(axis=0)
-    return [(s, np.ones(s.shape, bool))]
+    return [(s, (w > 0).any(axis=0))]
 
 
 def _mean(r: Reducer, x: np.ndarray, w: np.ndarray) -> list[Out]:
