@@ -1,4 +1,7 @@
-"""Scheduler and analysis unit tests on State with a fake clock (no HTTP)."""
+"""Scheduler and analysis unit tests on State with a fake clock (no HTTP).
+
+The scheduler is independent of what a task computes: these States do not execute (``execute=False``),
+so a task's outcome is the scheduler's alone."""
 
 from __future__ import annotations
 
@@ -25,7 +28,7 @@ class FakeClock:
 
 def test_running_cap_and_queue_order_with_fake_clock():
     clock = FakeClock()
-    st = State(task_seconds=10, running_cap=2, clock=clock)
+    st = State(execute=False, task_seconds=10, running_cap=2, clock=clock)
     names = [st.submit_export("p", {"expression": EXPR, "description": f"t{i}"},
                               "EXPORT_IMAGE")["name"] for i in range(5)]
     states = lambda: [st.get_operation(n)["metadata"]["state"] for n in names]  # noqa: E731
@@ -42,7 +45,7 @@ def test_running_cap_and_queue_order_with_fake_clock():
 
 def test_cancel_pending_and_running():
     clock = FakeClock()
-    st = State(task_seconds=10, running_cap=1, clock=clock)
+    st = State(execute=False, task_seconds=10, running_cap=1, clock=clock)
     a = st.submit_export("p", {"expression": EXPR}, "EXPORT_IMAGE")["name"]
     b = st.submit_export("p", {"expression": EXPR}, "EXPORT_IMAGE")["name"]
     st.cancel_operation(b)

@@ -1135,9 +1135,12 @@ def _img_clip_bounds(ev, a):
     g = a.get("geometry")
     if g is None or not img.bands:
         raise EEError("Image.clipToBoundsAndScale: a geometry is required by the stand-in.")
-    if a.get("width") is not None or a.get("scale") is not None or a.get("maxDimension") is not None:
-        raise EEError("Image.clipToBoundsAndScale: the stand-in supports clipping to bounds only.")
+    if a.get("width") is not None or a.get("height") is not None or a.get("maxDimension") is not None:
+        raise EEError("Image.clipToBoundsAndScale: the stand-in supports bounds and scale, not width / height / "
+                      "maxDimension.")
     proj = img.bands[0].proj
+    if a.get("scale") is not None:  # documented: "scales the clipped image to a particular ... scale"
+        proj = proj.at_scale(float(a["scale"]))
     if g.proj is not None and g.proj == proj:  # pixel coordinates of the image's projection
         x0, y0, x1, y1 = g.shape.bounds
         grid = Grid(proj, int(np.floor(x0 + 1e-9)), int(np.floor(y0 + 1e-9)),
@@ -1474,8 +1477,10 @@ def request_grid(img: Image, geometry: Geom | None, crs: Any, scale: Any, crs_tr
         proj = Proj(proj.crs, tuple(float(v) for v in crs_transform))
     elif scale is not None:
         proj = proj.at_scale(float(scale))
+    if geometry is None and img.footprint is not None:  # documented default: the image's footprint
+        geometry = Geom(img.footprint, Proj("EPSG:4326"))
     if geometry is None:
-        raise EEError("Image.reduceRegion: the stand-in needs a geometry.")
+        raise EEError("Image.reduceRegion: Provide 'geometry' parameter when aggregating over an unbounded image.")
     return grid_covering(proj, geometry.bounds_in(proj.crs), proj.crs), geometry
 
 
