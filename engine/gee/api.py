@@ -164,6 +164,20 @@ class EEApi:
                                                                          prettyPrint=False), what)
         return result["result"]
 
+    def compute_pixels(self, image: Any, grid: dict[str, Any], what: str = "computePixels") -> Any:
+        """``image:computePixels`` of ``image`` on ``grid`` (crsCode, affineTransform, dimensions)
+        as a structured numpy array, one field per band (masked pixels arrive as 0: unmask first)."""
+        import io
+
+        import ee
+        import numpy as np
+
+        body = {"expression": ee.serializer.encode(image, for_cloud_api=True), "fileFormat": "NPY", "grid": grid}
+        with self.interactive:
+            data = self.call(lambda: ee.data._get_cloud_projects_raw().image().computePixels(
+                project=self.parent, body=body), what)
+        return np.load(io.BytesIO(data), allow_pickle=False)
+
     # --- exports ---
     def export(self, kind: str, body: dict[str, Any], request_id: str) -> dict[str, Any]:
         """Submit an ``image:export`` / ``table:export`` with ``requestId``; returns the operation."""

@@ -45,8 +45,6 @@ TILE_SCALE = 4  # reduceRegion tileScale for the AOI-wide statistics
 # stand-in recognises the engine's queries by them).
 Q_CATALOG = "sar-infill/catalog/v1"
 Q_IMAGE_STATS = "sar-infill/image-stats/v1"
-Q_PCA = "sar-infill/pca/v1"
-Q_CALIBRATION = "sar-infill/calibration/v1"
 
 
 @dataclass(frozen=True)
@@ -403,46 +401,19 @@ def fill(obs: ee.Image, mask: ee.Image, calibrated: ee.Image) -> ee.Image:
     return clear_obs.unmask(calibrated, False).focal_median()
 
 
-def complete_predictions(pred: ee.Image, spec: Spec) -> ee.Image:
-    """The predictions on the analysis grid, masked where any date lacks one."""
-    grid_pred = pred.reproject(grid_projection(spec))
-    return grid_pred.updateMask(grid_pred.mask().reduce(ee.Reducer.min()))
+SAMPLE_NODATA = -9999.0  # masked sample values (computePixels carries no masks)
 
 
-def pca_mean_query(pred: ee.Image, ids: Sequence[str], spec: Spec, step: int) -> ee.Dictionary:
-    """Per-date mean and count of the complete predictions on the statistics lattice."""
-    complete = complete_predictions(pred, spec)
-    kw = on_lattice(spec, step)
-    mean = complete.reduceRegion(reducer=ee.Reducer.mean().unweighted(), **kw)
-    count = complete.select(0).reduceRegion(reducer=ee.Reducer.count(), **kw)
-    return ee.Dictionary({"query": Q_PCA, "ids": list(ids), "mean": mean, "count": count.values().get(0)})
-
-
-def pca_query(pred: ee.Image, ids: Sequence[str], mean: Sequence[float], spec: Spec, step: int) -> ee.Dictionary:
-    """The covariance of the complete predictions on the statistics lattice. [fix]
-    ``centeredCovariance`` requires mean-centred input: the lattice mean is subtracted first."""
-    complete = complete_predictions(pred, spec)
-    centred = complete.subtract(ee.Image.constant([float(m) for m in mean])).toArray()
-    cov = centred.reduceRegion(reducer=ee.Reducer.centeredCovariance().unweighted(), **on_lattice(spec, step))
-    return ee.Dictionary({"query": Q_PCA, "ids": list(ids), "covariance": cov.values().get(0)})
-
-
-def calibration_query(smoothed: ee.Image, obs: ee.Image, mask: ee.Image, ids: Sequence[str],
-                      spec: Spec, step: int) -> ee.Dictionary:
-    """For the images ``ids``: mean, 5-15 and 85-95 percentile interval means and count of the
-    smoothed prediction (``p_<id>``) and the observation (``o_<id>``) on clear pixels."""
+def sample_image(pred: ee.Image, obs: ee.Image, mask: ee.Image, ids: Sequence[str], spec: Spec) -> ee.Image:
+    """The statistics sample's bands on the analysis grid: ``p_<id>`` (raw prediction), ``o_<id>``
+    (observed NDVI), ``m_<id>`` (Mask) and ``inside`` (1 at pixel centres in the AOI), masked
+    pixels unmasked to ``SAMPLE_NODATA`` (computePixels carries no masks), float32."""
     ids = list(ids)
-    grid = grid_projection(spec)
-    smoothed, obs, mask = smoothed.reproject(grid), obs.reproject(grid), mask.reproject(grid)
-    clear = mask.select(ids).eq(0).And(obs.select(ids).mask()).And(smoothed.select(ids).mask())
-    p = smoothed.select(ids).updateMask(clear).rename([f"p_{i}" for i in ids])
-    o = obs.select(ids).updateMask(clear).rename([f"o_{i}" for i in ids])
-    reducer = (ee.Reducer.mean()
-               .combine(ee.Reducer.intervalMean(5, 15).setOutputs(["lower"]), sharedInputs=True)
-               .combine(ee.Reducer.intervalMean(85, 95).setOutputs(["upper"]), sharedInputs=True)
-               .combine(ee.Reducer.count(), sharedInputs=True))
-    stats = p.addBands(o).reduceRegion(reducer=reducer.unweighted(), **on_lattice(spec, step))
-    return ee.Dictionary({"query": Q_CALIBRATION, "ids": ids, "stats": stats})
+    bands = (pred.select(ids).rename([f"p_{i}" for i in ids])
+             .addBands(obs.select(ids).rename([f"o_{i}" for i in ids]))
+             .addBands(mask.select(ids).rename([f"m_{i}" for i in ids]))
+             .addBands(ee.Image.constant(1).clip(aoi_geometry(spec)).rename("inside")))
+    return bands.reproject(grid_projection(spec)).unmask(SAMPLE_NODATA, False).toFloat()
 
 
 # --- Job 1: gap statistics ---------------------------------------------------------------------------

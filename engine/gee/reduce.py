@@ -1,12 +1,11 @@
-"""Global reduce on Earth Engine: PCA basis and calibration statistics from the saved models.
+"""Global reduce on Earth Engine: PCA basis and calibration statistics on the statistics sample.
 
-Both are estimated over the statistics sample (the AOI at ``STATS_SCALE``) from the mosaic of
-the tiles' model assets, so they do not depend on the tiling. Two ``value:compute`` requests:
-
-1. per-date mean and centred covariance of the predictions (complete pixels only); the
-   eigen-decomposition is done here with the same conventions as ``engine.science.pca``;
-2. for images with ``CLOUD_PERCENTAGE_AOI < STD_CLOUD_THRESHOLD``: mean and the 5-15 / 85-95
-   percentile interval means of the smoothed prediction and the observation on clear pixels.
+The sample is the local backend's: the origin-anchored lattice of every ``sample_step``-th grid
+pixel inside the AOI. Each trained tile's rows (raw predictions from its own model asset, the
+observed NDVI and Mask of every paired image) come from one ``image:computePixels`` on the
+lattice points of its core, so every request is bounded by a tile's size whatever the AOI, and
+the rows are reduced by :func:`engine.backends.sample_reduce.reduce_from_samples`, the local
+backend's own code: same pixels, same basis, same calibration statistics.
 
 The results are constants of every tile's stage B (:func:`finish_constants`).
 """
@@ -14,85 +13,79 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
 from engine.backends.base import GlobalStats, Reduction
+from engine.backends.sample_reduce import lattice_offsets, reduce_from_samples
 from engine.context import RunContext
-from engine.errors import DataError
 from engine.gee import expressions as X
 from engine.gee.api import EEApi
-from engine.gee.global_pass import _expect, all_days, donor_day
-from engine.science.calibration import CalStats
-from engine.science.pca import PCABasis, n_components
+from engine.gee.global_pass import all_days, donor_day
+from tiling.grid import Tile
 
 log = logging.getLogger(__name__)
 
 
-def basis_from_covariance(mean: np.ndarray, cov: np.ndarray, ratio: float) -> PCABasis:
-    """The PCA basis of ``engine.science.pca.pca_basis`` from a mean and covariance matrix."""
-    mean = np.asarray(mean, dtype=np.float64)
-    cov = np.asarray(cov, dtype=np.float64)
-    n = mean.shape[0]
-    if cov.shape != (n, n) or not np.all(np.isfinite(cov)):
-        raise DataError(f"the AOI prediction covariance is unusable (shape {cov.shape} for {n} dates); "
-                        "set PCA_SMOOTH to false or use a larger AOI")
-    vals, vecs = np.linalg.eigh(0.5 * (cov + cov.T))
-    order = np.argsort(vals, kind="stable")[::-1]
-    k = n_components(n, ratio)
-    vals = vals[order][:k]
-    vecs = vecs[:, order][:, :k]
-    lead = np.argmax(np.abs(vecs), axis=0)
-    vecs = vecs * np.where(vecs[lead, np.arange(k)] < 0, -1.0, 1.0)
-    return PCABasis(mean=mean, components=np.ascontiguousarray(vecs), explained=np.ascontiguousarray(vals))
+def lattice_grid(spec: X.Spec, window: tuple[int, int, int, int], step: int) -> tuple[dict[str, Any], np.ndarray]:
+    """The computePixels grid of the statistics lattice points in a tile core ``window`` (col, row,
+    w, h), and each point's (row, col) on the analysis grid."""
+    col, row, w, h = window
+    k0, nx = lattice_offsets(col, w, step)
+    r0, ny = lattice_offsets(row, h, step)
+    s = spec.resolution * step
+    grid = {"crsCode": spec.crs, "dimensions": {"width": nx, "height": ny},
+            "affineTransform": {"scaleX": s, "shearX": 0, "translateX": k0 * s,
+                                "shearY": 0, "scaleY": -s, "translateY": -r0 * s}}
+    rr, cc = np.meshgrid((r0 + np.arange(ny)) * step + step // 2, (k0 + np.arange(nx)) * step + step // 2,
+                         indexing="ij")
+    return grid, np.stack([rr.ravel(), cc.ravel()], axis=1)
 
 
-def reduce_models(ctx: RunContext, api: EEApi, spec: X.Spec, stats: GlobalStats, model_assets: Sequence[str]) -> Reduction:
-    p = ctx.params
-    paired = stats.paired
-    rows = X.image_rows(paired, donor_day(stats))
+def tile_samples(api: EEApi, spec: X.Spec, stats: GlobalStats, tile: Tile, model_asset: str,
+                 rows: list[dict[str, Any]]) -> dict[str, np.ndarray]:
+    """One tile's rows of the statistics sample (as the local backend's ``sample.npz``), computed
+    by one ``computePixels`` on the lattice points of its core, from the tile's own model."""
     ids = [r["id"] for r in rows]
-    aoi = X.aoi_geometry(spec)
-    step = stats.sample_step
-    model = X.models_mosaic(model_assets)
-    pred = X.prediction_stack(spec, model, rows, aoi)
-    smoothed = pred
-    basis = None
-    sample = 0
-    if p.PCA_SMOOTH:
-        ans = _expect(api.compute(X.pca_mean_query(pred, ids, spec, step), "PCA mean"), X.Q_PCA)
-        mean_d = ans.get("mean") or {}
-        mean = np.array([np.nan if mean_d.get(i) is None else float(mean_d[i]) for i in ids])
-        sample = int(ans.get("count") or 0)
-        if sample >= 2 and np.all(np.isfinite(mean)):
-            ans = _expect(api.compute(X.pca_query(pred, ids, mean, spec, step), "PCA covariance"), X.Q_PCA)
-        if sample < 2 or not np.all(np.isfinite(mean)) or ans.get("covariance") is None:
-            raise DataError(f"temporal PCA impossible: only {sample} statistics sample pixel(s) have a prediction on "
-                            f"all {len(ids)} dates; set PCA_SMOOTH to false or use a larger AOI")
-        basis = basis_from_covariance(mean, np.asarray(ans["covariance"], dtype=float), p.PCA_COMPONENT_RATIO)
-        smoothed = X.pca_smooth(pred, basis.mean, basis.components)
-    calibrated_ids = [r["id"] for r in paired.to_dict("records") if r["cloud_pct"] < p.STD_CLOUD_THRESHOLD]
-    calibration: dict[str, tuple[CalStats, CalStats]] = {}
-    if calibrated_ids:
-        obs, mask = X.observation_stacks(spec, rows, donor_day(stats), aoi)
-        ans = _expect(api.compute(X.calibration_query(smoothed, obs, mask, calibrated_ids, spec, step),
-                                  "calibration statistics"), X.Q_CALIBRATION)
-        st = ans.get("stats") or {}
-        for i in calibrated_ids:
-            def get(prefix: str, what: str) -> float:
-                v = st.get(f"{prefix}_{i}_{what}")
-                return float("nan") if v is None else float(v)
+    grid, key = lattice_grid(spec, tile.window, stats.sample_step)
+    empty = {"pred": np.zeros((0, len(ids))), "obs": np.zeros((0, len(ids))), "mask": np.zeros((0, len(ids)), np.uint8),
+             "key": np.zeros((0, 2), np.int64)}
+    if key.shape[0] == 0:
+        return empty
+    region = X.window_geometry(spec, tile.halo_window)
+    pred = X.prediction_stack(spec, ee_image(model_asset), rows, region)
+    obs, mask = X.observation_stacks(spec, rows, donor_day(stats), region)
+    arr = api.compute_pixels(X.sample_image(pred, obs, mask, ids, spec), grid, f"statistics sample {tile.id}")
 
-            if get("p", "count") < 2 or get("o", "count") < 2:
-                continue
-            pc = CalStats(get("p", "mean"), get("p", "lower"), get("p", "upper"))
-            oc = CalStats(get("o", "mean"), get("o", "lower"), get("o", "upper"))
-            if all(np.isfinite([*pc, *oc])):
-                calibration[i] = (pc, oc)
-            sample = max(sample, int(get("p", "count")))
-    log.info("global reduce: %d models, PCA %s, %d of %d images calibrated", len(model_assets),
-             "on" if basis is not None else "off", len(calibration), len(ids))
-    return Reduction(basis=basis, calibration=calibration, sample_pixels=sample)
+    def field(prefix: str) -> np.ndarray:
+        v = np.stack([np.asarray(arr[f"{prefix}_{i}"], dtype=np.float64).ravel() for i in ids], axis=1)
+        return np.where(v == X.SAMPLE_NODATA, np.nan, v)
+
+    inside = np.asarray(arr["inside"]).ravel() == 1
+    m = field("m")
+    return {"pred": field("p")[inside], "obs": field("o")[inside],
+            "mask": np.where(np.isfinite(m), m, 1).astype(np.uint8)[inside], "key": key[inside]}
+
+
+def ee_image(asset: str) -> Any:
+    import ee
+
+    return ee.Image(asset)
+
+
+def reduce_models(ctx: RunContext, api: EEApi, spec: X.Spec, stats: GlobalStats,
+                  trained: Sequence[tuple[Tile, str]]) -> Reduction:
+    """The global reduce from the statistics sample, gathered tile by tile (one interactive request
+    per tile, each bounded by the tile's size) and reduced exactly as the local backend does."""
+    rows = X.image_rows(stats.paired, donor_day(stats))
+    parts = [tile_samples(api, spec, stats, tile, asset, rows) for tile, asset in trained]
+    data = {k: np.concatenate([p[k] for p in parts]) for k in ("pred", "obs", "mask", "key")}
+    order = np.lexsort((data["key"][:, 1], data["key"][:, 0]))
+    red = reduce_from_samples(ctx, stats, data["pred"][order], data["obs"][order], data["mask"][order])
+    log.info("global reduce: %d tiles, %d sample pixels, PCA %s, %d of %d images calibrated", len(trained),
+             red.sample_pixels, "on" if red.basis is not None else "off", len(red.calibration), len(rows))
+    return red
 
 
 def finish_constants(ctx: RunContext, stats: GlobalStats, reduction: Reduction) -> X.Finish:

@@ -309,8 +309,8 @@ class GeeRun:
         else:
             t0 = time.perf_counter()
             self.ledger.start(GLOBAL, "reduce", self.h)
-            red = reduce_models(self.ctx, self.api, self.spec, self.stats, [n.model_asset for n in
-                                                                           sorted(trained, key=lambda n: n.tile.id)])
+            red = reduce_models(self.ctx, self.api, self.spec, self.stats,
+                                [(n.tile, n.model_asset) for n in sorted(trained, key=lambda n: n.tile.id)])
             red.save(path)
             self.ledger.finish(GLOBAL, "reduce", self.h, outputs={"reduction": {"path": "global/reduction.json",
                                                                                 "sha256": sha256_file(path)}},

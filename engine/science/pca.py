@@ -45,7 +45,7 @@ def pca_basis(samples: np.ndarray, ratio: float) -> PCABasis:
     if complete.shape[0] < 2:
         raise ValueError(
             f"PCA needs at least 2 sample pixels with a prediction on all {n} dates, got "
-            f"{complete.shape[0]}; use a larger sample or set PCA_SMOOTH to false"
+            f"{complete.shape[0]}; use a larger AOI or a longer period, or set PCA_SMOOTH to false"
         )
     mean = complete.mean(axis=0)
     anom = complete - mean

@@ -8,8 +8,7 @@ from engine.errors import EarthEngineError, MemoryLimitError, TransientError
 from engine.gee.api import classify
 from engine.gee.exports import export_window
 from engine.gee.naming import Names, request_id
-from engine.gee.reduce import basis_from_covariance
-from engine.science.pca import pca_basis
+from engine.gee.reduce import lattice_grid
 from tiling.grid import GridSpec, Tile
 
 
@@ -67,13 +66,22 @@ def test_transport_errors_are_transient():
     assert isinstance(classify(TimeoutError("slow")), TransientError)
 
 
-def test_pca_basis_from_covariance_equals_the_local_basis():
-    rng = np.random.default_rng(1)
-    samples = rng.normal(size=(500, 12)) @ rng.normal(size=(12, 12))
-    local = pca_basis(samples, 0.25)
-    gee = basis_from_covariance(samples.mean(axis=0), np.cov(samples, rowvar=False), 0.25)
-    np.testing.assert_allclose(gee.components, local.components, atol=1e-10)
-    np.testing.assert_allclose(gee.explained, local.explained, rtol=1e-10)
+def test_statistics_lattice_grid_holds_the_local_lattice_points():
+    from types import SimpleNamespace
+
+    from engine.backends.local.train import lattice
+
+    spec = SimpleNamespace(crs="EPSG:32755", resolution=30.0)
+    for window, step in [((12288, -270464, 32, 32), 3), ((7, 4, 20, 9), 5), ((0, 0, 64, 64), 1)]:
+        grid, key = lattice_grid(spec, window, step)
+        rows, cols = np.nonzero(lattice(window, step))
+        np.testing.assert_array_equal(key, np.stack([rows + window[1], cols + window[0]], axis=1))
+        # each lattice cell is centred on the centre of the grid pixel its key names
+        a, dims = grid["affineTransform"], grid["dimensions"]
+        cx = a["translateX"] + a["scaleX"] * (np.arange(dims["width"]) + 0.5)
+        cy = a["translateY"] + a["scaleY"] * (np.arange(dims["height"]) + 0.5)
+        np.testing.assert_allclose(cx, (np.unique(key[:, 1]) + 0.5) * 30.0)
+        np.testing.assert_allclose(cy, -(np.unique(key[:, 0]) + 0.5) * 30.0)
 
 
 def test_export_window_is_cut_to_the_aoi_bounds():

@@ -94,9 +94,9 @@ def pair_and_split(images: pd.DataFrame, n_sar: int, ctx: RunContext) -> tuple[s
     n_pairs = int(images["paired"].sum())
     if n_pairs < MIN_PAIRS and len(images) and float(images["pixel_count"].max()) <= MIN_PIXEL_COUNT:
         raise DataError(
-            f"the AOI {ctx.aoi.name} is too small: an image needs more than {MIN_PIXEL_COUNT} valid pixels at the "
-            f"{p.STATS_SCALE:g} m statistics scale and the AOI holds at most {float(images['pixel_count'].max()):g}; "
-            f"use an AOI of at least ~{MIN_PIXEL_COUNT * p.STATS_SCALE ** 2 / 1e6:g} km2"
+            f"the AOI {ctx.aoi.name} is too small: an image needs more than {MIN_PIXEL_COUNT} valid 100 m pixels "
+            f"(PIXEL_COUNT_AOI) and the AOI holds at most {float(images['pixel_count'].max()):g}; "
+            f"use an AOI of at least ~{MIN_PIXEL_COUNT / 100:g} km2"
         )
     if n_pairs < MIN_PAIRS:
         raise DataError(

@@ -11,11 +11,9 @@ from collections.abc import Sequence
 import numpy as np
 
 from engine.backends.base import GlobalStats, Reduction
+from engine.backends.sample_reduce import reduce_from_samples
 from engine.context import RunContext
-from engine.errors import DataError
 from engine.rundir import RunDir
-from engine.science.calibration import interval_stats
-from engine.science.pca import pca_basis, pca_smooth
 from tiling.grid import Tile
 
 
@@ -32,28 +30,5 @@ def _load_samples(rd: RunDir, tiles: Sequence[Tile]) -> dict[str, np.ndarray]:
 
 
 def reduce_samples(ctx: RunContext, stats: GlobalStats, tiles: Sequence[Tile]) -> Reduction:
-    p = ctx.params
-    rd = RunDir(ctx.run_dir)
-    data = _load_samples(rd, tiles)
-    pred, obs, mask = data["pred"], data["obs"], data["mask"]
-    if pred.shape[0] < 2:
-        raise DataError(f"only {pred.shape[0]} statistics sample pixel(s) have predictions; "
-                        "use a larger AOI or a smaller STATS_SCALE")
-    basis = None
-    smoothed = pred
-    if p.PCA_SMOOTH:
-        try:
-            basis = pca_basis(pred, p.PCA_COMPONENT_RATIO)
-        except ValueError as e:
-            raise DataError(f"temporal PCA impossible: {e}; set PCA_SMOOTH to false or use a larger AOI") from e
-        smoothed = pca_smooth(pred.T, basis).T
-    paired = stats.paired
-    calibration = {}
-    for i, row in paired.iterrows():
-        if not row["cloud_pct"] < p.STD_CLOUD_THRESHOLD:
-            continue
-        clear = (mask[:, i] == 0) & np.isfinite(obs[:, i]) & np.isfinite(smoothed[:, i])
-        if clear.sum() < 2:
-            continue
-        calibration[row["id"]] = (interval_stats(smoothed[clear, i]), interval_stats(obs[clear, i]))
-    return Reduction(basis=basis, calibration=calibration, sample_pixels=int(pred.shape[0]))
+    data = _load_samples(RunDir(ctx.run_dir), tiles)
+    return reduce_from_samples(ctx, stats, data["pred"], data["obs"], data["mask"])
