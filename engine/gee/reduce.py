@@ -22,6 +22,7 @@ from engine.backends.sample_reduce import lattice_offsets, reduce_from_samples
 from engine.context import RunContext
 from engine.gee import expressions as X
 from engine.gee.api import EEApi
+from engine.gee.exports import export_window
 from engine.gee.global_pass import all_days, donor_day
 from tiling.grid import Tile
 
@@ -44,11 +45,12 @@ def lattice_grid(spec: X.Spec, window: tuple[int, int, int, int], step: int) -> 
 
 
 def tile_samples(api: EEApi, spec: X.Spec, stats: GlobalStats, tile: Tile, model_asset: str,
-                 rows: list[dict[str, Any]]) -> dict[str, np.ndarray]:
+                 rows: list[dict[str, Any]], aoi_bounds: tuple[float, float, float, float]) -> dict[str, np.ndarray]:
     """One tile's rows of the statistics sample (as the local backend's ``sample.npz``), computed
     by one ``computePixels`` on the lattice points of its core, from the tile's own model."""
     ids = [r["id"] for r in rows]
-    grid, key = lattice_grid(spec, tile.window, stats.sample_step)
+    window = export_window(tile.window, aoi_bounds, spec.resolution)  # the core cut to the AOI's bounds
+    grid, key = lattice_grid(spec, window or (tile.window[0], tile.window[1], 0, 0), stats.sample_step)
     empty = {"pred": np.zeros((0, len(ids))), "obs": np.zeros((0, len(ids))), "mask": np.zeros((0, len(ids)), np.uint8),
              "key": np.zeros((0, 2), np.int64)}
     if key.shape[0] == 0:
@@ -79,7 +81,8 @@ def reduce_models(ctx: RunContext, api: EEApi, spec: X.Spec, stats: GlobalStats,
     """The global reduce from the statistics sample, gathered tile by tile (one interactive request
     per tile, each bounded by the tile's size) and reduced exactly as the local backend does."""
     rows = X.image_rows(stats.paired, donor_day(stats))
-    parts = [tile_samples(api, spec, stats, tile, asset, rows) for tile, asset in trained]
+    bounds = ctx.plan.aoi.bounds
+    parts = [tile_samples(api, spec, stats, tile, asset, rows, bounds) for tile, asset in trained]
     data = {k: np.concatenate([p[k] for p in parts]) for k in ("pred", "obs", "mask", "key")}
     order = np.lexsort((data["key"][:, 1], data["key"][:, 0]))
     red = reduce_from_samples(ctx, stats, data["pred"][order], data["obs"][order], data["mask"][order])

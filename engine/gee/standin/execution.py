@@ -170,8 +170,9 @@ def grid_from_request(g: dict[str, Any]) -> Grid:
     return Grid(proj, 0, 0, int(dims.get("width", 0)), int(dims.get("height", 0)))
 
 
-def compute_pixels(body: dict[str, Any], assets: dict[str, Any], limits: Limits, seed: int) -> bytes:
-    """``image:computePixels`` as NPY (a structured array, one field per band; masked = 0)."""
+def compute_pixels(body: dict[str, Any], assets: dict[str, Any], limits: Limits, seed: int) -> tuple[bytes, Cost]:
+    """``image:computePixels`` as NPY (a structured array, one field per band; masked = 0), and
+    what computing it cost."""
     fmt = body.get("fileFormat") or "NPY"
     if fmt != "NPY":
         raise EEError(f"computePixels: the stand-in answers fileFormat NPY only, not {fmt}.")
@@ -192,4 +193,4 @@ def compute_pixels(body: dict[str, Any], assets: dict[str, Any], limits: Limits,
         arr[n] = np.where(m > 0, v, 0.0)
     buf = io.BytesIO()
     np.save(buf, arr)
-    return buf.getvalue()
+    return buf.getvalue(), cost

@@ -741,7 +741,9 @@ class State:
             raise ApiError(400, "INVALID_ARGUMENT", "Request is missing required field 'expression'.")
         self._check(body["expression"], "image:computePixels")
         try:
-            return compute_pixels(body, self.assets, self.limits, self.seed)
+            data, cost = compute_pixels(body, self.assets, self.limits, self.seed)
+            self.counters.set_max("compute_held_bytes_max", cost.held_bytes)
+            return data
         except EEError as e:
             raise ApiError(400, "INVALID_ARGUMENT", str(e)) from None
 
