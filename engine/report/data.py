@@ -348,7 +348,7 @@ def read_pixels(inputs: RunInputs, pixels: list[tuple[int, int]]) -> dict[str, n
 
 
 def pick_series_pixels(inputs: RunInputs, grid: MapGrid, clear_count: np.ndarray, n: int = 4,
-                       max_tries: int = 6) -> tuple[list[tuple[int, int]], dict[str, np.ndarray]]:
+                       max_tries: int = 50) -> tuple[list[tuple[int, int]], dict[str, np.ndarray]]:
     """``n`` full-resolution pixels of different cloudiness with a filled series (skipping failed tiles)."""
     first = choose_pixels(clear_count, grid.inside, _quantiles(n))
     if not first:
