@@ -51,12 +51,13 @@ def tile_samples(api: EEApi, spec: X.Spec, stats: GlobalStats, tile: Tile, model
     ids = [r["id"] for r in rows]
     window = export_window(tile.window, aoi_bounds, spec.resolution)  # the core cut to the AOI's bounds
     grid, key = lattice_grid(spec, window or (tile.window[0], tile.window[1], 0, 0), stats.sample_step)
-    empty = {"pred": np.zeros((0, len(ids))), "obs": np.zeros((0, len(ids))), "mask": np.zeros((0, len(ids)), np.uint8),
-             "key": np.zeros((0, 2), np.int64)}
     if key.shape[0] == 0:
-        return empty
+        n = len(ids)
+        return {"pred": np.zeros((0, n)), "obs": np.zeros((0, n)), "mask": np.zeros((0, n), np.uint8), "key": key}
+    import ee
+
     region = X.window_geometry(spec, tile.halo_window)
-    pred = X.prediction_stack(spec, ee_image(model_asset), rows, region)
+    pred = X.prediction_stack(spec, ee.Image(model_asset), rows, region)
     obs, mask = X.observation_stacks(spec, rows, donor_day(stats), region)
     arr = api.compute_pixels(X.sample_image(pred, obs, mask, ids, spec), grid, f"statistics sample {tile.id}")
 
@@ -68,12 +69,6 @@ def tile_samples(api: EEApi, spec: X.Spec, stats: GlobalStats, tile: Tile, model
     m = field("m")
     return {"pred": field("p")[inside], "obs": field("o")[inside],
             "mask": np.where(np.isfinite(m), m, 1).astype(np.uint8)[inside], "key": key[inside]}
-
-
-def ee_image(asset: str) -> Any:
-    import ee
-
-    return ee.Image(asset)
 
 
 def reduce_models(ctx: RunContext, api: EEApi, spec: X.Spec, stats: GlobalStats,

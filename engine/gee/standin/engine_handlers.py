@@ -28,8 +28,6 @@ from .compute import NOT_HANDLED, ComputeRegistry, ComputeRequest
 DAY_MS = 86_400_000
 Q_CATALOG = "sar-infill/catalog/v1"
 Q_IMAGE_STATS = "sar-infill/image-stats/v1"
-Q_PCA = "sar-infill/pca/v1"
-Q_CALIBRATION = "sar-infill/calibration/v1"
 GOLDEN = 0.6180339887498949
 
 
@@ -120,38 +118,7 @@ def image_stats(req: ComputeRequest) -> Any:
     return {"query": Q_IMAGE_STATS, "days": days, "window_days": w, "rows": rows}
 
 
-def pca(req: ComputeRequest) -> Any:
-    e = _entries(req)
-    if e is None:
-        return NOT_HANDLED
-    ids = [str(i) for i in (_const(req, e, "ids", []) or [])]
-    n = len(ids)
-    seed = req.seed
-    mean = {i: 0.35 + 0.25 * math.sin(2 * math.pi * k / max(n, 1)) for k, i in enumerate(ids)}
-    rank = min(3, max(n, 1))
-    a = [[_h(seed, "pca", r, c) - 0.5 for c in range(rank)] for r in range(n)]
-    cov = [[sum(a[r][c] * a[s][c] for c in range(rank)) * 0.05 + (0.001 if r == s else 0.0) for s in range(n)]
-           for r in range(n)]
-    return {"query": Q_PCA, "ids": ids, "mean": mean, "covariance": cov, "count": 1234}
-
-
-def calibration(req: ComputeRequest) -> Any:
-    e = _entries(req)
-    if e is None:
-        return NOT_HANDLED
-    ids = [str(i) for i in (_const(req, e, "ids", []) or [])]
-    stats: dict[str, Any] = {}
-    for i in ids:
-        for prefix, base in (("p", 0.42), ("o", 0.45)):
-            m = base + 0.1 * (_h(req.seed, "cal", prefix, i) - 0.5)
-            stats[f"{prefix}_{i}_mean"] = m
-            stats[f"{prefix}_{i}_lower"] = m - 0.2
-            stats[f"{prefix}_{i}_upper"] = m + 0.2
-            stats[f"{prefix}_{i}_count"] = 1000
-    return {"query": Q_CALIBRATION, "ids": ids, "stats": stats}
-
-
-HANDLERS = {Q_CATALOG: catalog, Q_IMAGE_STATS: image_stats, Q_PCA: pca, Q_CALIBRATION: calibration}
+HANDLERS = {Q_CATALOG: catalog, Q_IMAGE_STATS: image_stats}
 
 
 def install(reg: ComputeRegistry) -> None:
