@@ -8,6 +8,7 @@ Writes ``AOI/sites.geojson`` (the seven case-study sites: name, land cover, area
 ``AOI/wrs2_descending.parquet`` (GeoParquet: path, row and the exact USGS footprint of all
 28,892 WRS-2 descending path/rows; geometry untouched so areas match the source exactly).
 """
+
 from __future__ import annotations
 
 import argparse

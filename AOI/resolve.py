@@ -1,6 +1,8 @@
 """Resolve ``--aoi`` into a geometry: WRS-2 path/row, a built-in site, a vector file or a bbox."""
+
 from __future__ import annotations
 
+import difflib
 import math
 import re
 from dataclasses import dataclass, field
@@ -39,7 +41,9 @@ class AOI:
 
     @property
     def slug(self) -> str:
-        return re.sub(r"[^A-Za-z0-9]+", "_", self.name).strip("_") or "aoi"
+        # a bbox keeps its signs (m for minus): -2,10,1,11 and -2,10,-1,11 are different places
+        name = self.name.replace("-", "m") if self.kind == "bbox" else self.name
+        return re.sub(r"[^A-Za-z0-9]+", "_", name).strip("_") or "aoi"
 
     def projected(self) -> BaseGeometry:
         """The geometry in the grid CRS (metres)."""
@@ -91,6 +95,8 @@ def _finish(name: str, kind: str, geom: BaseGeometry, crs: str | None, notes: li
     _check_lonlat(geom, name)
     if crs:
         epsg = CRS.from_user_input(crs).to_epsg()
+        if epsg is None:
+            raise AOIError(f"--crs {crs!r} has no EPSG code; give one, e.g. EPSG:32755")
         notes.append(f"grid CRS EPSG:{epsg} (given)")
     else:
         c = geom.centroid
@@ -99,7 +105,8 @@ def _finish(name: str, kind: str, geom: BaseGeometry, crs: str | None, notes: li
         zones = {int((x + 180) // 6) + 1 for x in (minx, maxx)}
         if len(zones) > 1:
             notes.append(
-                f"AOI spans UTM zones {sorted(zones)}; using EPSG:{epsg}, the zone of its centroid (set --crs to choose)"
+                f"AOI spans UTM zones {sorted(zones)}; using EPSG:{epsg}, the zone of its centroid "
+                "(set --crs to choose)"
             )
     return AOI(name=name, kind=kind, geometry=geom, epsg=int(epsg), notes=tuple(notes))
 
@@ -143,7 +150,8 @@ def from_bbox(text: str, crs: str | None = None) -> AOI | None:
         raise AOIError(f"bbox {text!r} has a non-finite number")
     if not (-180 <= minx < maxx <= 180 and -90 <= miny < maxy <= 90):
         raise AOIError(
-            f"bbox {text!r} is not minx,miny,maxx,maxy in degrees with minx<maxx in [-180,180] and miny<maxy in [-90,90]"
+            f"bbox {text!r} is not minx,miny,maxx,maxy in degrees with minx<maxx in [-180,180] "
+            "and miny<maxy in [-90,90]"
         )
     return _finish(f"bbox_{minx:g}_{miny:g}_{maxx:g}_{maxy:g}", "bbox", box(minx, miny, maxx, maxy), crs, [])
 
@@ -177,9 +185,14 @@ def from_file(path: Path, feature: str | None = None, crs: str | None = None) ->
         col = _name_column(frame)
         if col is None:
             raise AOIError(f"AOI file {str(path)!r} has no 'name' column to pick feature {feature!r} from")
-        frame = frame[frame[col].astype(str).str.casefold() == feature.casefold()]
-        if frame.empty:
-            raise AOIError(f"no feature named {feature!r} in {str(path)!r}")
+        names = frame[col].astype(str)
+        picked = frame[names.str.casefold() == feature.casefold()]
+        if picked.empty:
+            close = difflib.get_close_matches(feature, list(names), n=1, cutoff=0.6)
+            listed = ", ".join(sorted(names.unique())[:20]) + (", ..." if names.nunique() > 20 else "")
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise AOIError(f"no feature named {feature!r} in {str(path)!r}; {hint}its {col!r} values: {listed}")
+        frame = picked
         name = feature
     elif len(frame) > 1:
         notes.append(f"{len(frame)} features in {path.name} unioned into one AOI (pick one with --aoi-name)")

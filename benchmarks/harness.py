@@ -20,9 +20,11 @@ from pyproj import Transformer
 
 from AOI.resolve import AOI, resolve_aoi
 from config.parameters import load_parameters
-from engine.context import RunContext
-from engine.ledger import Ledger
-from engine.run import SilentProgress, execute
+from engine.run.context import RunContext
+from engine.run.ledger import Ledger
+from engine.backends.local import LocalBackend
+from engine.run.driver import execute
+from engine.run.progress import SilentProgress
 from tiling.budget import Budget, estimate_dates
 from tiling.plan import plan_tiles
 
@@ -30,12 +32,13 @@ SCENE = "091084"
 
 
 class PeakMemory:
-    """Samples the RSS of this process tree in a thread; ``peak`` in bytes."""
+    """Samples the RSS (and CPU-seconds) of this process tree in a thread; ``peak`` in bytes."""
 
     def __init__(self, interval: float = 0.2) -> None:
         self.interval = interval
         self.peak = 0
         self.per_process: dict[str, int] = {}  # "pid name" -> peak RSS of that process
+        self.cpu: dict[int, float] = {}  # pid -> user + system CPU-seconds when last seen (kept after it exits)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -45,12 +48,19 @@ class PeakMemory:
         for proc in [me, *me.children(recursive=True)]:
             try:
                 rss = proc.memory_info().rss
+                t = proc.cpu_times()
             except psutil.Error:
                 continue
+            self.cpu[proc.pid] = t.user + t.system
             total += rss
             key = "driver" if proc.pid == me.pid else f"{proc.pid}"
             self.per_process[key] = max(self.per_process.get(key, 0), rss)
         return total
+
+    def cpu_seconds(self) -> float:
+        """CPU-seconds of the tree so far (a fresh sample; exited processes keep their last one)."""
+        self._sample()
+        return sum(self.cpu.values())
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -92,7 +102,7 @@ def run_case(ctx: RunContext, keep: bool = False) -> dict[str, Any]:
     shutil.rmtree(ctx.run_dir, ignore_errors=True)
     t0 = time.perf_counter()
     with PeakMemory() as mem:
-        result = execute(ctx, SilentProgress())
+        result = execute(ctx, SilentProgress(), backend=LocalBackend())
     wall = time.perf_counter() - t0
     with Ledger(ctx.run_dir / "ledger.sqlite") as ledger:
         read_s = sum(r.stats.get("read_s", 0.0) for r in ledger.records() if r.stage in ("train", "finish"))

@@ -27,10 +27,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine.context import build_context  # noqa: E402
-from engine.gee.run import execute_gee  # noqa: E402
-from engine.gee.standin import StandIn  # noqa: E402
-from engine.run import SilentProgress  # noqa: E402
+from engine.run.context import build_context  # noqa: E402
+from engine.backends.gee.executor import GeeBackend  # noqa: E402
+from engine.run.driver import execute  # noqa: E402
+from engine.ee_standin import StandIn  # noqa: E402
+from engine.run.progress import SilentProgress  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -50,13 +51,16 @@ def main(argv: list[str] | None = None) -> int:
                                     "client_secret": "x", "refresh_token": "x", "token": "bench-token",
                                     "expiry": "2999-01-01T00:00:00Z"}))
         os.environ["GOOGLE_APPLICATION_CREDENTIALS"] = str(cred)
-        with StandIn(task_seconds=a.task_seconds, seconds_per_megapixel=a.per_megapixel, running_cap=a.cap) as s:
+        # execute=False: tasks take the simulated durations and interactive queries get the
+        # placeholder answers; this measures dispatch, not the stand-in's own compute
+        with StandIn(task_seconds=a.task_seconds, seconds_per_megapixel=a.per_megapixel, running_cap=a.cap,
+                     execute=False) as s:
             ctx = build_context(None, {"BACKEND": "gee", "OPTICAL_MISSION": "L8", "START_DATE": "2021-01-01",
                                        "END_DATE": "2022-01-01", "TILE_SIZE": a.tile_size, "EE_API_URL": s.url,
                                        "EE_PROJECT": "bench", "RUN_DIR": str(Path(tmp) / "run"),
                                        "MAX_RUNNING_EXPORTS": a.cap, "POLL_INTERVAL_S": a.poll}, a.aoi)
             t0 = time.perf_counter()
-            result = execute_gee(ctx, SilentProgress())
+            result = execute(ctx, SilentProgress(), backend=GeeBackend())
             wall = time.perf_counter() - t0
             tasks = [t for t in s.state.task_order if t.start_time is not None]
             c = s.counters.snapshot()

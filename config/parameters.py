@@ -5,6 +5,7 @@ naming the closest valid key; a config written for the original scripts (``GEE_U
 ``EXPORT_RLR`` ...) still loads, and :func:`load_parameters` returns notes saying what each legacy
 key maps to.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -12,7 +13,7 @@ import difflib
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -28,14 +29,39 @@ LEGACY_KEYS = {
     "(set EE_PROJECT); mapped to EE_LEGACY_ROOT=users/<name> for reading old assets only",
 }
 
+# Science keys added after runs were recorded: at these values they leave the science hash as it
+# was, so a run recorded before them still resumes.
+LATER_KEYS = {"CLIP_NDVI": False, "KEEP_CLEAR_OBSERVED": False}
+
 # Keys that only steer execution and never change the science (excluded from the science hash).
 EXECUTION_KEYS = frozenset(
     {
-        "PROJECT_TITLE", "EXPORT_INPUT", "EXPORT_RLR", "EXPORT_PCA", "CLEAR_EXISTING", "AOI_NAME", "AOI_PATH",
-        "BACKEND", "TILE_BUDGET_MB", "TILE_SIZE", "MAX_SPLIT_DEPTH", "WORKERS", "SCHEDULER",
-        "MAX_RUNNING_EXPORTS", "MAX_INTERACTIVE_REQUESTS", "POLL_INTERVAL_S", "CONFIRM_ABOVE_HOURS",
-        "EXPORT_DESTINATION", "EXPORT_BUCKET", "EXPORT_FOLDER", "EXPORT_MOSAIC", "EE_PROJECT",
-        "EE_ASSET_ROOT", "EE_API_URL", "RUN_DIR", "EE_LEGACY_ROOT",
+        "PROJECT_TITLE",
+        "EXPORT_INPUT",
+        "EXPORT_RLR",
+        "EXPORT_PCA",
+        "CLEAR_EXISTING",
+        "AOI_NAME",
+        "AOI_PATH",
+        "BACKEND",
+        "TILE_BUDGET_MB",
+        "TILE_SIZE",
+        "MAX_SPLIT_DEPTH",
+        "WORKERS",
+        "SCHEDULER",
+        "MAX_RUNNING_EXPORTS",
+        "MAX_INTERACTIVE_REQUESTS",
+        "POLL_INTERVAL_S",
+        "CONFIRM_ABOVE_HOURS",
+        "EXPORT_DESTINATION",
+        "EXPORT_BUCKET",
+        "EXPORT_FOLDER",
+        "EXPORT_MOSAIC",
+        "EE_PROJECT",
+        "EE_ASSET_ROOT",
+        "EE_API_URL",
+        "RUN_DIR",
+        "EE_LEGACY_ROOT",
     }
 )
 
@@ -46,8 +72,12 @@ class Parameters(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, validate_assignment=True)
 
     # --- the original project's keys ---
-    PROJECT_TITLE: str = Field("SAR_Optical_Infill", min_length=1, description="Names the Earth Engine folder and outputs.")
-    OPTICAL_MISSION: Literal["S2", "L8"] = Field("S2", description="S2 (Sentinel-2 L2A, 10 m) or L8 (Landsat 8 C2 L2, 30 m).")
+    PROJECT_TITLE: str = Field(
+        "SAR_Optical_Infill", min_length=1, description="Names the Earth Engine folder and outputs."
+    )
+    OPTICAL_MISSION: Literal["S2", "L8"] = Field(
+        "S2", description="S2 (Sentinel-2 L2A, 10 m) or L8 (Landsat 8 C2 L2, 30 m)."
+    )
     START_DATE: dt.date = Field(dt.date(2021, 1, 1), description="First day of the period (inclusive).")
     END_DATE: dt.date = Field(dt.date(2022, 1, 1), description="End of the period (exclusive).")
     TRAIN_TEST_SPLIT: float = Field(0.6, gt=0, lt=1, description="Fraction of paired images used for training.")
@@ -56,47 +86,74 @@ class Parameters(BaseModel):
     RANDOM_SEED: int = Field(0, ge=0, description="Seed of the per-image split draw.")
     PCA_SMOOTH: bool = Field(True, description="Apply temporal PCA smoothing (step 8).")
     PCA_COMPONENT_RATIO: float = Field(0.1, gt=0, le=1, description="Fraction of components kept: floor(N x ratio).")
-    STD_CLOUD_THRESHOLD: float = Field(50, ge=0, le=100, description="Images cloudier than this (%) are not calibrated.")
+    STD_CLOUD_THRESHOLD: float = Field(
+        50, ge=0, le=100, description="Images cloudier than this (%) are not calibrated."
+    )
+    CLIP_NDVI: bool = Field(
+        False,
+        description="Clip the calibrated prediction (and so the fill) to NDVI's physical "
+        "range [-1, 1]; the method does not.",
+    )
+    KEEP_CLEAR_OBSERVED: bool = Field(
+        False,
+        description="Give clear pixels their observed NDVI back after the fill's "
+        "focal median; the method smooths them too.",
+    )
     SAR_WINDOW_DAYS: int = Field(12, ge=1, le=60, description="Half-width of the SAR pairing window, days.")
     EXPORT_INPUT: bool = Field(False, description="Also export the SAR composites (VV, VH) per tile.")
     EXPORT_RLR: bool = Field(True, description="Kept for compatibility: the model is always saved per tile.")
     EXPORT_PCA: bool = Field(False, description="Also export the PCA-smoothed, uncalibrated prediction.")
     CLEAR_EXISTING: bool = Field(False, description="Delete this run's recorded assets before running (asks first).")
-    AOI_NAME: Optional[str] = Field("North Qld", description="Feature name picked from AOI_PATH (or a built-in site).")
-    AOI_PATH: Optional[str] = Field(None, description="Vector file of AOIs; null means the built-in sites.")
-    PATH_MATADATA: Optional[str] = Field(None, description="Per-image metadata CSV of an earlier run to reuse its split.")
+    AOI_NAME: str | None = Field("North Qld", description="Feature name picked from AOI_PATH (or a built-in site).")
+    AOI_PATH: str | None = Field(None, description="Vector file of AOIs; null means the built-in sites.")
+    PATH_MATADATA: str | None = Field(None, description="Per-image metadata CSV of an earlier run to reuse its split.")
 
     # --- the engine's own keys ---
     BACKEND: Literal["local", "gee"] = Field("local", description="local (numpy/dask) or gee (Earth Engine).")
-    DATA_SOURCE: Literal["synthetic", "stac"] = Field("synthetic", description="local backend input: synthetic or stac.")
+    DATA_SOURCE: Literal["synthetic", "stac"] = Field(
+        "synthetic", description="local backend input: synthetic or stac."
+    )
     SYNTHETIC_SEED: int = Field(0, ge=0, description="Seed of the synthetic source.")
-    STAC_CATALOG: Optional[str] = Field(None, description="Static catalog.json path/URL or STAC API URL.")
-    STAC_OPTICAL_COLLECTION: Optional[str] = Field(None, description="Optical collection id (default by mission).")
+    STAC_CATALOG: str | None = Field(None, description="Static catalog.json path/URL or STAC API URL.")
+    STAC_OPTICAL_COLLECTION: str | None = Field(None, description="Optical collection id (default by mission).")
     STAC_SAR_COLLECTION: str = Field("sentinel-1-grd", description="Sentinel-1 GRD collection id.")
-    STAC_SAR_UNITS: Literal["db", "linear"] = Field("db", description="Units of the SAR assets.")
+    STAC_SAR_UNITS: Literal["db", "linear"] = Field("db", description="Units of the SAR assets (linear: RTC power).")
+    STAC_SIGN_URL: str | None = Field(
+        None,
+        description="module:function that signs asset URLs before reading, "
+        "e.g. planetary_computer:sign (Planetary Computer needs signed URLs).",
+    )
     INCLUDE_LANDSAT9: bool = Field(False, description="L8 mission: also use Landsat 9.")
-    ANALYSIS_SCALE: Optional[float] = Field(None, gt=0, description="Pixel size in metres (default 10 S2, 30 L8).")
-    STATS_SCALE: float = Field(100, gt=0, description="Scale of AOI-wide statistics, metres.")
-    CRS: Optional[str] = Field(None, description="Grid CRS, e.g. EPSG:32755 (default: UTM zone of the AOI centroid).")
+    ANALYSIS_SCALE: float | None = Field(None, gt=0, description="Pixel size in metres (default 10 S2, 30 L8).")
+    STATS_SCALE: float = Field(
+        100,
+        gt=0,
+        description="Spacing of the PCA / calibration sample lattice and the unit of PIXEL_COUNT_AOI, metres.",
+    )
+    CRS: str | None = Field(None, description="Grid CRS, e.g. EPSG:32755 (default: UTM zone of the AOI centroid).")
     TILE_BUDGET_MB: float = Field(1024, gt=0, description="Bytes budget of a tile's largest computation, MiB.")
-    TILE_SIZE: Optional[int] = Field(None, ge=16, le=32768, description="Force the tile side in pixels.")
-    TILE_HALO: int = Field(12, ge=12, le=256, description="Halo in pixels (>= 12: 10 neighbourhood mean + 1 + 1 focal medians).")
+    TILE_SIZE: int | None = Field(None, ge=16, le=32768, description="Force the tile side in pixels.")
+    TILE_HALO: int = Field(
+        12, ge=12, le=256, description="Halo in pixels (>= 12: 10 neighbourhood mean + 1 + 1 focal medians)."
+    )
     MAX_SPLIT_DEPTH: int = Field(2, ge=0, le=5, description="How often a tile may be split on memory errors.")
     WORKERS: int = Field(2, ge=1, le=256, description="Local dask worker processes.")
-    SCHEDULER: Optional[str] = Field(None, description="Address of an existing dask scheduler.")
+    SCHEDULER: str | None = Field(None, description="Address of an existing dask scheduler.")
     MAX_RUNNING_EXPORTS: int = Field(2, ge=1, le=100, description="Earth Engine batch tasks running at once.")
     MAX_INTERACTIVE_REQUESTS: int = Field(20, ge=1, le=100, description="Concurrent interactive EE requests.")
     POLL_INTERVAL_S: float = Field(30, gt=0, description="Seconds between operation polls.")
     CONFIRM_ABOVE_HOURS: float = Field(2, gt=0, description="Ask before a run estimated longer than this.")
     EXPORT_DESTINATION: Literal["asset", "gcs", "drive"] = Field("asset", description="Where gee outputs go.")
-    EXPORT_BUCKET: Optional[str] = Field(None, description="Cloud Storage bucket for EXPORT_DESTINATION=gcs.")
-    EXPORT_FOLDER: Optional[str] = Field(None, description="Drive folder (default PROJECT_TITLE).")
-    EXPORT_MOSAIC: bool = Field(False, description="gee: also export an AOI-wide mosaic of the outputs image at the end.")
-    EE_PROJECT: Optional[str] = Field(None, description="Earth Engine Cloud project (or EE_PROJECT env var).")
+    EXPORT_BUCKET: str | None = Field(None, description="Cloud Storage bucket for EXPORT_DESTINATION=gcs.")
+    EXPORT_FOLDER: str | None = Field(None, description="Drive folder (default PROJECT_TITLE).")
+    EXPORT_MOSAIC: bool = Field(
+        False, description="gee: also export an AOI-wide mosaic of the outputs image at the end."
+    )
+    EE_PROJECT: str | None = Field(None, description="Earth Engine Cloud project (or EE_PROJECT env var).")
     EE_ASSET_ROOT: str = Field("sar-infill", description="Folder under projects/<project>/assets/.")
     EE_API_URL: str = Field("https://earthengine.googleapis.com", description="Earth Engine API base URL.")
-    EE_LEGACY_ROOT: Optional[str] = Field(None, description="Set from GEE_USERNAME; informational.")
-    RUN_DIR: Optional[str] = Field(None, description="Run directory (default runs/<aoi>_<mission>_<start>_<end>).")
+    EE_LEGACY_ROOT: str | None = Field(None, description="Set from GEE_USERNAME; informational.")
+    RUN_DIR: str | None = Field(None, description="Run directory (default runs/<aoi>_<mission>_<start>_<end>).")
 
     @field_validator("PROJECT_TITLE")
     @classmethod
@@ -107,7 +164,7 @@ class Parameters(BaseModel):
 
     @field_validator("CRS")
     @classmethod
-    def _crs_is_epsg(cls, v: Optional[str]) -> Optional[str]:
+    def _crs_is_epsg(cls, v: str | None) -> str | None:
         if v is None:
             return v
         try:
@@ -137,6 +194,11 @@ class Parameters(BaseModel):
             )
         if self.DATA_SOURCE == "stac" and not self.STAC_CATALOG and self.BACKEND == "local":
             raise ValueError("DATA_SOURCE 'stac' needs STAC_CATALOG (a catalog.json path or a STAC API URL)")
+        if self.BACKEND == "gee" and (self.DATA_SOURCE == "stac" or self.STAC_CATALOG):
+            raise ValueError(
+                "the gee backend reads Earth Engine's own catalog: DATA_SOURCE 'stac' / STAC_CATALOG "
+                "(--stac) apply to the local backend only; drop them or use --backend local"
+            )
         if self.EXPORT_DESTINATION == "gcs" and not self.EXPORT_BUCKET and self.BACKEND == "gee":
             raise ValueError("EXPORT_DESTINATION 'gcs' needs EXPORT_BUCKET")
         if self.TILE_SIZE is not None and self.TILE_SIZE % 2:
@@ -151,7 +213,11 @@ class Parameters(BaseModel):
 
     def science_hash(self) -> str:
         """12-hex hash of everything that changes the science (not execution settings)."""
-        science = {k: v for k, v in self.model_dump(mode="json").items() if k not in EXECUTION_KEYS}
+        science = {
+            k: v
+            for k, v in self.model_dump(mode="json").items()
+            if k not in EXECUTION_KEYS and not (k in LATER_KEYS and v == LATER_KEYS[k])
+        }
         science["scale"] = self.scale
         blob = json.dumps(science, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:12]

@@ -37,6 +37,12 @@ class RunDirError(EngineError, RuntimeError):
     """A run directory is missing, locked, or belongs to a different configuration."""
 
 
+class Interrupted(EngineError, KeyboardInterrupt):
+    """The user stopped a run (Ctrl-C); finished work is kept."""
+
+    exit_code = 130
+
+
 class EarthEngineError(EngineError, RuntimeError):
     """Earth Engine refused a request or a task failed."""
 

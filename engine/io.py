@@ -12,13 +12,30 @@ from pathlib import Path
 from typing import Any
 
 
+def _read_umask() -> int:
+    """The process umask (read once, at import: setting it to read it is not thread-safe later)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+UMASK = _read_umask()
+FILE_MODE = 0o666 & ~UMASK  # what ``open()`` gives a new file: products are as readable as any file
+
+
+def publish_mode(path: Path | str) -> None:
+    """Give a finished temporary file the mode of a normally created one (mkstemp makes 0600)."""
+    os.chmod(path, FILE_MODE)
+
+
 @contextlib.contextmanager
 def atomic_path(target: Path | str, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path next to ``target``; on success it replaces ``target`` atomically.
 
     The temporary file has ``target``'s own name, inside a hidden temporary directory beside it:
     writers that record their file name (GeoJSON's ``name``, GeoTIFF tags) write the same bytes
-    whatever the temporary name. It is created empty with mode 0600, as ``mkstemp`` would.
+    whatever the temporary name. It is created empty with mode 0600 and, once written, gets the
+    mode ``open()`` would give it under the umask (colleagues on a shared file system can read it).
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -30,6 +47,7 @@ def atomic_path(target: Path | str, suffix: str | None = None) -> Iterator[Path]
         if tmp_path.is_file():
             with open(tmp_path, "rb") as fh:
                 os.fsync(fh.fileno())
+            publish_mode(tmp_path)
         os.replace(tmp_path, target)
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)

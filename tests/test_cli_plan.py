@@ -96,3 +96,30 @@ def test_help_for_every_command():
     for args in (["--help"], ["plan", "--help"]):
         proc = subprocess.run([sys.executable, "-m", "engine", *args], capture_output=True, text=True, timeout=120)
         assert proc.returncode == 0 and "--aoi" in proc.stdout or "COMMAND" in proc.stdout
+
+
+def test_what_users_type_is_understood(run_cli, aoi_files, tmp_path):
+    """Issue 12, 10: compact dates, lower-case missions, plan --yes, a wrong feature name."""
+    out_dir = tmp_path / "p"
+    code, out, err = run_cli("plan", "--aoi", "North Qld", "--start", "20210101", "--end", "20210701",
+                             "--mission", "l8", "--yes", "--run-dir", str(out_dir))
+    assert code == 0, err
+    assert "L8 2021-01-01 to 2021-07-01" in out
+    code, out, err = run_cli("plan", "--aoi", "North Qld", "--start", "2021/01/01", "--run-dir", str(tmp_path / "q"))
+    assert code == 2 and "'2021/01/01' is not a day YYYY-MM-DD" in err and not (tmp_path / "q").exists()
+    code, out, err = run_cli("plan", "--aoi", str(aoi_files["fields"]), "--aoi-name", "Paddok 7",
+                             "--run-dir", str(tmp_path / "r"))
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert "did you mean 'Paddock 7'" in err and "Creek, Paddock 7" in err
+
+
+def test_export_stac_offers_only_the_flags_it_uses(run_cli):
+    code, out, err = run_cli("export-stac", "--help")
+    assert code == 0
+    out = out.split("examples:")[0]
+    for used in ("--aoi", "--mission", "--start", "--seed", "--out"):
+        assert used in out
+    for ignored in ("--backend", "--workers", "--scheduler", "--project", "--run-dir", "--stac", "--keep-clear"):
+        assert ignored not in out, ignored
+    code, out, err = run_cli("export-stac", "--aoi", "North Qld", "--backend", "gee", "--out", "x")
+    assert code == 2 and "unrecognized arguments: --backend" in err

@@ -5,6 +5,7 @@ stack carries NDVI, the constant and the 8 SAR covariates, i.e. ``BANDS_PER_DATE
 over the tile *with its halo*. A tile fits when ``dates x bands x (side + 2 halo)^2 x 4`` is within
 the budget and the haloed side is within Earth Engine's request side limit.
 """
+
 from __future__ import annotations
 
 import math

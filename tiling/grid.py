@@ -6,11 +6,13 @@ Tile ``(ix, iy)`` of side ``size`` pixels covers columns ``ix*size .. ix*size+si
 ``iy*size .. iy*size+size-1``. Because the anchor never moves, the same ground tile keeps the
 same id whatever the AOI is.
 """
+
 from __future__ import annotations
 
 import math
 import re
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from affine import Affine
 from odc.geo.geobox import GeoBox
@@ -20,6 +22,34 @@ from engine.errors import PlanError
 
 _QUADRANTS = ("a", "b", "c", "d")  # NW, NE, SW, SE
 _ID_RE = re.compile(r"^(?P<epsg>\d+)-(?P<res>[0-9.]+)m-(?P<size>\d+)px-x(?P<ix>-?\d+)-y(?P<iy>-?\d+)(?P<path>[abcd]*)$")
+
+
+class Window(NamedTuple):
+    """A pixel window of the grid: its first column and row (global grid pixels) and its size."""
+
+    col: int
+    row: int
+    width: int
+    height: int
+
+    @classmethod
+    def covering(cls, bounds: tuple[float, float, float, float], resolution: float, step: int = 1) -> Window:
+        """The smallest window (in whole ``step``-pixel cells, origin-anchored) that covers ``bounds``
+        (minx, miny, maxx, maxy in the grid CRS): the one bounds-to-pixels arithmetic of the engine."""
+        minx, miny, maxx, maxy = bounds
+        cell = resolution * step
+        c0, r0 = math.floor(minx / cell) * step, math.floor(-maxy / cell) * step
+        c1, r1 = math.ceil(maxx / cell) * step, math.ceil(-miny / cell) * step
+        return cls(c0, r0, c1 - c0, r1 - r0)
+
+    def intersection(self, other: tuple[int, int, int, int]) -> Window | None:
+        """The pixels both windows hold, or None."""
+        c0, r0 = max(self.col, other[0]), max(self.row, other[1])
+        c1, r1 = min(self.col + self.width, other[0] + other[2]), min(self.row + self.height, other[1] + other[3])
+        return Window(c0, r0, c1 - c0, r1 - r0) if c1 > c0 and r1 > r0 else None
+
+    def grown(self, pixels: int) -> Window:
+        return Window(self.col - pixels, self.row - pixels, self.width + 2 * pixels, self.height + 2 * pixels)
 
 
 @dataclass(frozen=True)
@@ -92,7 +122,7 @@ class Tile:
         return self.grid.tile_size >> self.level
 
     @property
-    def window(self) -> tuple[int, int, int, int]:
+    def window(self) -> Window:
         """Core window ``(col_off, row_off, width, height)`` in global grid pixels."""
         col = self.ix * self.grid.tile_size
         row = self.iy * self.grid.tile_size
@@ -101,13 +131,11 @@ class Tile:
             half //= 2
             col += half * (q in "bd")
             row += half * (q in "cd")
-        return col, row, self.size, self.size
+        return Window(col, row, self.size, self.size)
 
     @property
-    def halo_window(self) -> tuple[int, int, int, int]:
-        col, row, w, h = self.window
-        halo = self.grid.halo
-        return col - halo, row - halo, w + 2 * halo, h + 2 * halo
+    def halo_window(self) -> Window:
+        return self.window.grown(self.grid.halo)
 
     def geobox(self, with_halo: bool = False) -> GeoBox:
         return self.grid.geobox(*(self.halo_window if with_halo else self.window))

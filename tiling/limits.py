@@ -3,6 +3,7 @@
 Sources: ../shared/docs/earth-engine-limits.md (Earth Engine docs, earthengine-api 1.7.x source,
 user reports). Numbers marked "unconfirmed" there are configurable in ``Parameters.json``.
 """
+
 from __future__ import annotations
 
 # computePixels / getPixels: 48 MiB uncompressed per request (pixels x bands x bytes + 1 mask byte

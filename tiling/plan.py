@@ -1,4 +1,5 @@
 """Cut an AOI (in its grid CRS) into the grid's tiles; pure planning, no I/O."""
+
 from __future__ import annotations
 
 import math
@@ -10,8 +11,8 @@ from shapely.geometry.base import BaseGeometry
 
 from engine.errors import PlanError
 from tiling.budget import Budget
-from tiling.grid import GridSpec, Tile
-from tiling.limits import ASSET_QUOTA_COUNT
+from tiling.grid import GridSpec, Tile, Window
+from tiling.limits import ASSET_QUOTA_COUNT, REQUEST_MAX_SIDE
 
 # Earth Engine folders a run creates: <root>, <root>/<title>, <root>/<title>/<run>, .../models.
 RUN_FOLDERS = 4
@@ -34,6 +35,16 @@ class TilePlan:
     @property
     def aoi_pixels(self) -> int:
         return int(round(self.aoi.area / self.grid.resolution**2))
+
+    def compute_window(self, tile: Tile) -> Window | None:
+        """What the per-pixel steps compute of ``tile``: its core cut to the AOI's bounding window
+        (plus, when read, the halo); None when the tile misses that window."""
+        return Window.covering(self.aoi.bounds, self.grid.resolution).intersection(tile.window)
+
+    @property
+    def compute_pixels(self) -> int:
+        """Pixels of every tile's compute window (what the per-pixel steps cost)."""
+        return sum(w.width * w.height for t in self.tiles if (w := self.compute_window(t)) is not None)
 
     def assets(self, exports_per_tile: int, outputs_to_asset: bool) -> int:
         """Earth Engine assets the run creates: its folders, then per tile the model and, when outputs go
@@ -58,6 +69,7 @@ class TilePlan:
             "aoi_km2": self.aoi.area / 1e6,
             "aoi_pixels": self.aoi_pixels,
             "tile_pixels": self.tile_pixels,
+            "compute_pixels": self.compute_pixels,
             "dates_estimate": self.budget.dates,
             "tile_bytes": self.budget.tile_bytes(side),
             "budget_bytes": self.budget.max_bytes,
@@ -119,5 +131,29 @@ def plan_tiles(
     ``tile_size`` forces it.
     """
     side = tile_size if tile_size is not None else budget.best_side()
+    if tile_size is not None and not budget.fits(side):
+        raise PlanError(_over_budget(side, budget))
     grid = GridSpec(epsg=epsg, resolution=resolution, tile_size=side, halo=budget.halo)
-    return TilePlan(grid=grid, aoi=aoi, tiles=tiles_touching(grid, aoi), budget=budget, forced_size=tile_size is not None)
+    return TilePlan(
+        grid=grid, aoi=aoi, tiles=tiles_touching(grid, aoi), budget=budget, forced_size=tile_size is not None
+    )
+
+
+def _over_budget(side: int, budget: Budget) -> str:
+    """One line for a forced tile side beyond the budget: the need, the budget, the remedy."""
+    need = budget.tile_bytes(side)
+    if side + 2 * budget.halo > REQUEST_MAX_SIDE:
+        return (
+            f"TILE_SIZE {side} plus its halo is over Earth Engine's {REQUEST_MAX_SIDE} px request side; "
+            f"use --tile-size {REQUEST_MAX_SIDE // 2} or less, or drop --tile-size"
+        )
+    try:
+        fits = f"--tile-size {budget.best_side()} (the largest that fits)"
+    except PlanError:
+        fits = "a shorter period"
+    return (
+        f"TILE_SIZE {side} needs {need / 2**30:.1f} GiB per tile ({budget.dates} dates x {budget.bands} bands x "
+        f"{side + 2 * budget.halo}^2 px x {budget.dtype_bytes} bytes), over the {budget.max_bytes / 2**30:.1f} GiB "
+        f"tile budget (TILE_BUDGET_MB {budget.max_bytes / 2**20:g}): a worker would run out of memory; use "
+        f"{fits}, or raise --tile-budget-mb to {math.ceil(need / 2**20)} if the machine has the memory"
+    )

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.backends.base import GlobalStats, Reduction
-from engine.context import RunContext
+from engine.run.stages import GlobalStats, Reduction
+from engine.run.context import RunContext
 from engine.errors import DataError
 from engine.science.calibration import interval_stats
 from engine.science.pca import pca_basis, pca_smooth

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from engine.errors import RunDirError
-from engine.rundir import RunDir
+from engine.run.rundir import RunDir
 from engine.science.gaps import GAP_BANDS
 
 log = logging.getLogger(__name__)
@@ -138,7 +138,7 @@ def load_run(root: Path) -> RunInputs:
     cube = rd.cube
     if cube.exists():
         try:
-            from engine.cube import open_cube
+            from engine.run.cube import open_cube
 
             inputs.cube = open_cube(cube)
         except Exception as e:

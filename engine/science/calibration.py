@@ -1,4 +1,5 @@
 """Step 9: spatial calibration of a prediction to the observation's mean and interval means."""
+
 from __future__ import annotations
 
 from typing import NamedTuple

@@ -1,20 +1,22 @@
-"""Step 10: fill masked observations with the calibrated prediction, smooth, and score."""
+"""Step 10: fill masked observations with the calibrated prediction, and smooth."""
+
 from __future__ import annotations
 
 import numpy as np
 
 from engine.science.neighbourhood import focal_median3
 
-__all__ = ["fill", "image_mae"]
+__all__ = ["fill"]
 
 
-def fill(obs: np.ndarray, mask: np.ndarray, calibrated: np.ndarray) -> np.ndarray:
+def fill(obs: np.ndarray, mask: np.ndarray, calibrated: np.ndarray, keep_clear: bool = False) -> np.ndarray:
     """Filled NDVI (float32): the calibrated prediction where ``mask != 0``, else the observation.
 
     Also takes the prediction where the observation is NaN (invalid) and the prediction is not.
     Where the chosen value is NaN (masked and no prediction, or neither available) the pixel is
     NaN before smoothing. Then ``focal_median3`` per date, which can fill such a NaN from its
-    valid neighbours.
+    valid neighbours. With ``keep_clear`` the clear observations (``mask == 0``) are put back
+    after the median (the method smooths them too).
     """
     obs = np.asarray(obs, dtype=np.float32)
     cal = np.asarray(calibrated, dtype=np.float32)
@@ -22,14 +24,8 @@ def fill(obs: np.ndarray, mask: np.ndarray, calibrated: np.ndarray) -> np.ndarra
     if not (obs.shape == cal.shape == mask.shape):
         raise ValueError(f"shapes differ: obs {obs.shape}, mask {mask.shape}, calibrated {cal.shape}")
     use_pred = (mask != 0) | (np.isnan(obs) & ~np.isnan(cal))
-    return focal_median3(np.where(use_pred, cal, obs))
-
-
-def image_mae(obs: np.ndarray, pred: np.ndarray, mask: np.ndarray) -> float:
-    """Mean |obs - pred| over pixels with ``mask == 0`` where both are finite; -1.0 when none."""
-    obs = np.asarray(obs, dtype=np.float64)
-    pred = np.asarray(pred, dtype=np.float64)
-    sel = (np.asarray(mask) == 0) & np.isfinite(obs) & np.isfinite(pred)
-    if not sel.any():
-        return -1.0
-    return float(np.mean(np.abs(obs[sel] - pred[sel])))
+    out = focal_median3(np.where(use_pred, cal, obs))
+    if keep_clear:
+        clear = (mask == 0) & ~np.isnan(obs)
+        out = np.where(clear, obs, out)
+    return out

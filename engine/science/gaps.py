@@ -1,4 +1,5 @@
 """Job 1: per-pixel statistics of the gaps between clear optical observations."""
+
 from __future__ import annotations
 
 import numba
@@ -41,11 +42,11 @@ def _gap_kernel(clear: np.ndarray, days: np.ndarray, start: int, end: int, out: 
                 if count == 0:
                     first = d
                 else:
-                    g = float(d - last)
-                    gaps[count - 1] = g
-                    total += g
-                    if g > biggest:
-                        biggest = g
+                    gap = float(d - last)
+                    gaps[count - 1] = gap
+                    total += gap
+                    if gap > biggest:
+                        biggest = gap
                 last = d
                 count += 1
         out[0, p] = count

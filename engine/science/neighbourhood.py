@@ -3,6 +3,7 @@
 Both are NaN-aware and work over the whole array they are given: at the array edge the window
 is truncated to the neighbours that exist (callers pass a halo and crop it afterwards).
 """
+
 from __future__ import annotations
 
 import numba

@@ -1,4 +1,5 @@
 """Optical steps: NDVI, cloud masks (S2 SCL, Landsat QA_PIXEL) and same-day mosaicking."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -53,16 +54,19 @@ def cloud_mask(mission: str, qa: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def daily_mosaic(
-    times: np.ndarray, *arrays: np.ndarray, valid: np.ndarray | None = None
+    times: np.ndarray, *arrays: np.ndarray, valid: np.ndarray | None = None, clear: np.ndarray | None = None
 ) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
     """Mosaic images acquired on the same UTC day into one image per day.
 
     ``times`` (N,) are UTC datetime64; each array is (N, ...). Returns ``day_times`` (D,), the
     distinct days ascending as datetime64[ns] at 00:00 UTC, and the arrays mosaicked to (D, ...).
-    Per pixel, the first image of the day in input order that is valid there wins, and *all*
-    arrays take that image's value, so bands and QA stay from the same acquisition. Validity is
-    ``valid`` (N, ...) bool when given (e.g. from ``cloud_mask``), else "every float array is
-    non-NaN". Where no image of the day is valid, the day's first image is kept.
+    Per pixel (algorithm.md, job 1 step 2: a pixel is clear that day if any image that day is
+    clear there) the first image of the day in input order that is *clear* there wins, else the
+    first that is valid there, and *all* arrays take that image's value, so bands and QA stay
+    from the same acquisition. ``clear`` and ``valid`` are (N, ...) bool (e.g. from
+    ``cloud_mask``); without ``clear`` every valid pixel counts as clear; without ``valid`` a pixel
+    is valid where every float array is non-NaN. Where no image of the day is valid, the day's
+    first image is kept.
     """
     times = np.asarray(times).astype("datetime64[ns]")
     if times.ndim != 1:
@@ -83,25 +87,27 @@ def daily_mosaic(
             ok = np.ones((n,), dtype=bool)
     else:
         ok = np.asarray(valid, dtype=bool)
-        if ok.shape[:1] != (n,):
-            raise ValueError(f"valid of shape {ok.shape} does not have {n} images on axis 0")
+    best = ok if clear is None else np.asarray(clear, dtype=bool) & ok
+    for name, m in (("valid", ok), ("clear", best)):
+        if m.shape[:1] != (n,):
+            raise ValueError(f"{name} of shape {m.shape} does not have {n} images on axis 0")
 
     day = times.astype("datetime64[D]")
     day_values = np.unique(day)
     out: list[list[np.ndarray]] = [[] for _ in arrays]
     for d in day_values:
         idx = np.flatnonzero(day == d)  # input order
-        first = idx[0]
-        mosaics = [a[first].copy() for a in arrays]
-        filled = np.array(ok[first], copy=True)
-        for j in idx[1:]:
-            take = np.asarray(~filled & ok[j])
-            if not take.any():
-                continue
-            for m, a in zip(mosaics, arrays):
-                t = np.broadcast_to(take, m.shape)
-                m[t] = a[j][t]
-            filled |= take
+        mosaics = [a[idx[0]].copy() for a in arrays]
+        filled = np.zeros(np.broadcast_shapes(ok.shape[1:], best.shape[1:]), dtype=bool)
+        for rank in (best, ok):  # clear images first, then valid ones
+            for j in idx:
+                take = np.asarray(~filled & rank[j])
+                if not take.any():
+                    continue
+                for m, a in zip(mosaics, arrays):
+                    t = np.broadcast_to(take, m.shape)
+                    m[t] = a[j][t]
+                filled |= take
         for lst, m in zip(out, mosaics):
             lst.append(m)
     stacked = tuple(

@@ -1,4 +1,5 @@
 """Step 8: temporal PCA smoothing of the per-date predictions with an AOI-wide basis."""
+
 from __future__ import annotations
 
 import math
@@ -45,7 +46,7 @@ def pca_basis(samples: np.ndarray, ratio: float) -> PCABasis:
     if complete.shape[0] < 2:
         raise ValueError(
             f"PCA needs at least 2 sample pixels with a prediction on all {n} dates, got "
-            f"{complete.shape[0]}; use a larger AOI or a longer period, or set PCA_SMOOTH to false"
+            f"{complete.shape[0]}; use a larger AOI or a longer period, or --set PCA_SMOOTH=false"
         )
     mean = complete.mean(axis=0)
     anom = complete - mean

@@ -57,6 +57,7 @@ development machine, against ~0.03 Mpx/s for a batched plain-numpy formulation):
   over numba threads with identical results (a pixel's result never depends on its
   neighbours, its block or its chunk, so tiling does not change it).
 """
+
 from __future__ import annotations
 
 import numba
@@ -99,7 +100,7 @@ MAX_ITER = 10
 RIDGE = 1e-6
 SCALE_FLOOR_REL = 1e-6
 MAD_TO_SIGMA = 1.0 / 0.6744897501960817
-ZERO_VAR_REL = 2.0 ** -20
+ZERO_VAR_REL = 2.0**-20
 
 # fastmath without 'nnan'/'ninf': the kernels test finiteness explicitly.
 _FM = {"nsz", "arcp", "contract", "afn", "reassoc"}
@@ -356,7 +357,7 @@ def _fit_range(cov, y, train, p0, p1, tuning, max_iter, ridge, out):
                     out[k, p] = np.nan
                 continue
             # ---- Talwar IRLS
-            for it in range(max_iter):
+            for _it in range(max_iter):
                 b0 = b[0]
                 b1 = b[1]
                 b2 = b[2]
@@ -368,8 +369,16 @@ def _fit_range(cov, y, train, p0, p1, tuning, max_iter, ridge, out):
                 b8 = b[8]
                 for j in range(npad):
                     r = (
-                        Z[iy, j] - b0 - b1 * Z[1, j] - b2 * Z[2, j] - b3 * Z[3, j] - b4 * Z[4, j]
-                        - b5 * Z[5, j] - b6 * Z[6, j] - b7 * Z[7, j] - b8 * Z[8, j]
+                        Z[iy, j]
+                        - b0
+                        - b1 * Z[1, j]
+                        - b2 * Z[2, j]
+                        - b3 * Z[3, j]
+                        - b4 * Z[4, j]
+                        - b5 * Z[5, j]
+                        - b6 * Z[6, j]
+                        - b7 * Z[7, j]
+                        - b8 * Z[8, j]
                     )
                     absr[j] = abs(r) if j < n else inf
                 s = _median(absr, n, npad) * MAD_TO_SIGMA
@@ -462,10 +471,7 @@ def _predict_parallel(cov, coef, out):
 def _check_cov(covariates: np.ndarray) -> np.ndarray:
     covariates = np.asarray(covariates)
     if covariates.ndim != 3 or covariates.shape[0] != NUM_COV:
-        raise ValueError(
-            f"covariates must have shape ({NUM_COV}, T, P), got {covariates.shape}; "
-            f"axis 0 is {COV_BANDS}"
-        )
+        raise ValueError(f"covariates must have shape ({NUM_COV}, T, P), got {covariates.shape}; axis 0 is {COV_BANDS}")
     return np.ascontiguousarray(covariates, dtype=np.float32)
 
 

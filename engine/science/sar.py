@@ -1,4 +1,5 @@
 """SAR steps: windowed dB composites per optical date (step 3) and the 8 smoothed covariates (step 4)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -50,7 +51,11 @@ def composite(
 
 
 def covariates(
-    vv: np.ndarray, vh: np.ndarray, vv_mean: np.ndarray, vh_mean: np.ndarray, radius: int = 10,
+    vv: np.ndarray,
+    vh: np.ndarray,
+    vv_mean: np.ndarray,
+    vh_mean: np.ndarray,
+    radius: int = 10,
     crop: tuple[slice, slice] | None = None,
 ) -> np.ndarray:
     """The 8 SAR covariates (8, T, y, x) float32 in ``COVARIATES`` order, each focal-median smoothed.

@@ -35,10 +35,12 @@ Strata (:data:`GAP_STRATA`): half-open ``[lo, hi)`` day ranges over *finite* gap
 open-ended gaps (leading/trailing, ``inf``) go to a separate ``"open"`` stratum, and ``"all"``
 takes everything, so the five strata partition ``"all"``.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import numba
 import numpy as np
@@ -220,7 +222,9 @@ def _whittaker_kernel(obs, usable, a0, a1, a2, out):
             out[i, p] = z
 
 
-def whittaker_baseline(obs: np.ndarray, usable: np.ndarray, days: np.ndarray, lam: float = WHITTAKER_LAMBDA) -> np.ndarray:
+def whittaker_baseline(
+    obs: np.ndarray, usable: np.ndarray, days: np.ndarray, lam: float = WHITTAKER_LAMBDA
+) -> np.ndarray:
     """Weighted Whittaker smoother with divided second differences (lambda in days, see the
     module docstring), weights 1 on usable observations and 0 elsewhere.
 
@@ -308,7 +312,9 @@ class SkillAccumulator:
             self._s[method] = np.zeros((len(STRATUM_LABELS), len(_FIELDS)), dtype=np.float64)
         return self._n[method], self._s[method]
 
-    def add(self, method: str, pred: np.ndarray, obs: np.ndarray, gap_len: np.ndarray, where: np.ndarray | None = None) -> "SkillAccumulator":
+    def add(
+        self, method: str, pred: np.ndarray, obs: np.ndarray, gap_len: np.ndarray, where: np.ndarray | None = None
+    ) -> SkillAccumulator:
         pred = np.asarray(pred)
         obs = np.asarray(obs)
         gap_len = np.asarray(gap_len)
@@ -334,7 +340,7 @@ class SkillAccumulator:
         return self
 
     # -- combination -------------------------------------------------------------------------
-    def merge(self, other: "SkillAccumulator") -> "SkillAccumulator":
+    def merge(self, other: SkillAccumulator) -> SkillAccumulator:
         """A new accumulator holding the sums of both."""
         if not isinstance(other, SkillAccumulator):
             raise TypeError(f"cannot merge SkillAccumulator with {type(other).__name__}")
@@ -346,7 +352,7 @@ class SkillAccumulator:
                 s += acc._s[m]
         return out
 
-    def __add__(self, other: "SkillAccumulator") -> "SkillAccumulator":
+    def __add__(self, other: SkillAccumulator) -> SkillAccumulator:
         return self.merge(other)
 
     def __radd__(self, other):  # sum([...]) starts from 0
@@ -371,7 +377,7 @@ class SkillAccumulator:
         }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "SkillAccumulator":
+    def from_dict(cls, d: dict[str, Any]) -> SkillAccumulator:
         strata = tuple(d.get("strata", ()))
         if strata != STRATUM_LABELS:
             raise ValueError(f"skill sums have strata {strata}, expected {STRATUM_LABELS}")
@@ -389,7 +395,9 @@ class SkillAccumulator:
         rows = []
         for m in self.methods:
             for j, label in enumerate(STRATUM_LABELS):
-                rows.append({"method": m, "stratum": label, "n": int(self._n[m][j]), **_metrics(self._n[m][j], self._s[m][j])})
+                rows.append(
+                    {"method": m, "stratum": label, "n": int(self._n[m][j]), **_metrics(self._n[m][j], self._s[m][j])}
+                )
         cols = ["method", "stratum", "n", "MAE", "RMSE", "bias", "R2"]
         return pd.DataFrame(rows, columns=cols).astype({"n": "int64"})
 

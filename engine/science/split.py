@@ -1,4 +1,5 @@
 """Step 5: split labels per image and the artificial cloud mask for validation images."""
+
 from __future__ import annotations
 
 import math
@@ -81,9 +82,7 @@ def apply_artificial_mask(mask: np.ndarray, labels: np.ndarray, donor_mask: np.n
     labels = np.asarray(labels)
     donor = np.asarray(donor_mask) == 1
     if mask.ndim != 3 or labels.shape != mask.shape[:1] or donor.shape != mask.shape[1:]:
-        raise ValueError(
-            f"shapes do not match: mask {mask.shape}, labels {labels.shape}, donor_mask {donor.shape}"
-        )
+        raise ValueError(f"shapes do not match: mask {mask.shape}, labels {labels.shape}, donor_mask {donor.shape}")
     out = mask.astype(np.uint8, copy=True)
     val = labels == VALIDATION
     out[val] += (2 * donor).astype(np.uint8)[None]

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine.sources.base import SOURCE_NAMES, Source, get_source, make_id, parse_id
+from engine.sources.base import SOURCE_NAMES, Source, make_id, parse_id
+from engine.sources.factory import get_source, source_for
 
-__all__ = ["Source", "SOURCE_NAMES", "get_source", "make_id", "parse_id", "SyntheticSource", "StacSource",
+__all__ = ["Source", "SOURCE_NAMES", "get_source", "source_for", "make_id", "parse_id", "SyntheticSource", "StacSource",
            "write_stac_catalog"]
 
 

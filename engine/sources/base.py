@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol, Sequence, runtime_checkable
 import numpy as np
 import pandas as pd
 
-from engine.errors import ConfigError, SourceError
+from engine.errors import SourceError
 
 if TYPE_CHECKING:  # pragma: no cover
     import xarray
@@ -31,7 +31,6 @@ __all__ = [
     "SOURCE_NAMES",
     "OPTICAL_MISSIONS",
     "SAR_MISSION",
-    "get_source",
     "make_id",
     "parse_id",
     "to_day",
@@ -39,7 +38,7 @@ __all__ = [
     "empty_catalog",
 ]
 
-#: Names accepted by :func:`get_source`.
+#: Names accepted by :func:`engine.sources.factory.get_source`.
 SOURCE_NAMES = ("synthetic", "stac")
 #: Optical missions the engine knows (``L9`` is Landsat 9, used alongside ``L8``).
 OPTICAL_MISSIONS = ("S2", "L8", "L9")
@@ -76,32 +75,6 @@ class Source(Protocol):
     def read_truth_ndvi(self, geobox: GeoBox, ids: Sequence[str]) -> xarray.DataArray | None:
         """The true (cloud-free, noise-free) NDVI on the dates of ``ids``, or ``None`` if unknown."""
         ...
-
-
-def get_source(name: str, **options: Any) -> Source:
-    """Build a data source by name: ``"synthetic"`` or ``"stac"``.
-
-    ``options`` go to the source's constructor (``seed`` for synthetic; ``catalog``,
-    ``optical_collection``, ``sar_collection``, ``sar_units``, asset keys for stac).
-    """
-    key = str(name).strip().lower() if name is not None else ""
-    if key == "synthetic":
-        from engine.sources.synthetic import SyntheticSource
-
-        cls: Any = SyntheticSource
-    elif key == "stac":
-        from engine.sources.stac import StacSource
-
-        cls = StacSource
-    else:
-        raise ConfigError(
-            f"unknown data source {name!r}: valid names are {', '.join(SOURCE_NAMES)} "
-            "(set DATA_SOURCE accordingly)"
-        )
-    try:
-        return cls(**options)
-    except TypeError as e:
-        raise SourceError(f"cannot build the {key!r} data source from options {sorted(options)}: {e}") from e
 
 
 # ---------------------------------------------------------------------------------------------

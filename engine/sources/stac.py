@@ -1,9 +1,12 @@
 """Data source over a STAC catalog: a static ``catalog.json`` (path or URL) or a STAC API.
 
 Catalogs list one row per UTC day (id ``<MISSION>_<YYYYMMDD>``, time of the day's first item);
-reads load the day's items with ``odc.stac.load`` on the requested GeoBox (nearest-neighbour),
-mosaicking the items of one UTC day first-valid-wins, then undo each asset's ``raster:bands``
-scale/offset, turn nodata into NaN, and (for ``sar_units="linear"``) convert SAR to dB.
+reads load each of the day's items (granules) with ``odc.stac.load`` on the requested GeoBox
+(reprojected when the item is on another grid or UTM zone: nearest for QA, bilinear otherwise),
+undo each asset's ``raster:bands`` scale/offset, turn nodata into NaN, (for
+``sar_units="linear"``) convert SAR to dB, and merge the day's granules by the engine's rules: per
+pixel the first clear granule, else the first valid one. A day with no granule over a window is
+no data there, not an error: real footprints (partial swaths, MGRS tiles) cover part of an AOI.
 
 Defaults follow the public catalogs: Sentinel-2 L2A on Earth Search (``red``, ``nir``, ``scl``),
 Landsat Collection 2 Level-2 on Planetary Computer (``red``, ``nir08``, ``qa_pixel``) and
@@ -63,6 +66,7 @@ PLATFORMS = {
     "S1": ("sentinel-1a", "sentinel-1b", "sentinel-1c", "sentinel-1d"),
 }
 _QA_FILL = {"S2": 0, "L8": 1, "L9": 1}
+NATIVE_RES = {"S2": 10.0, "L8": 30.0, "L9": 30.0, "S1": 10.0}  # metres
 _NS_PER_DAY = 86_400 * 10**9
 
 
@@ -110,7 +114,6 @@ class StacSource:
     """
 
     name = "stac"
-    synthetic = False
 
     def __init__(
         self,
@@ -149,11 +152,29 @@ class StacSource:
         self._lock = threading.Lock()
         self._static_items: list[pystac.Item] | None = None
         self._client: Any = None
+        self._synthetic: bool | None = None
         if self.is_api:
             self._client = self._open_api()
 
     def __repr__(self) -> str:
         return f"StacSource({self.catalog!r}, sar_units={self.sar_units!r})"
+
+    @property
+    def synthetic(self) -> bool:
+        """True when the catalog holds the engine's synthetic data (``engine export-stac`` marks the
+        catalog, its collections and items ``"synthetic": true``): the label travels with the data."""
+        if self._synthetic is None:
+            if self.is_api:
+                flags = []
+                for coll in set(self.collections.values()):
+                    try:
+                        flags.append(bool(self._client.get_collection(coll).extra_fields.get("synthetic")))
+                    except Exception:  # noqa: BLE001 - a collection the API lacks is not synthetic
+                        flags.append(False)
+                self._synthetic = any(flags)
+            else:
+                self._synthetic = any(bool(it.properties.get("synthetic")) for it in self._all_static_items())
+        return self._synthetic
 
     def __getstate__(self) -> dict:  # picklable for dask workers: items and clients are re-read
         return dict(self._args)
@@ -288,76 +309,142 @@ class StacSource:
             nodata = float(nodata) if nodata.lower() in ("nan", "inf", "-inf") else None
         return float(scale), float(offset), nodata
 
+    def _resampling(self, mission: str, geobox: GeoBox) -> dict[str, str]:
+        """Per asset: nearest for QA classes and bit masks, bilinear for reflectance and backscatter
+        (an item on another grid or in another UTM zone is reprojected to the window; an item
+        on the window's own grid is copied, whatever the resampling). A window coarser than the
+        mission's native pixels is a lattice of sample points (the engine's statistics lattice):
+        every band is read nearest there, as GDAL's bilinear would average the pixels a coarse
+        cell spans instead of sampling the point."""
+        keys = self.asset_keys[mission]
+        res = abs(float(geobox.resolution.x))
+        if geobox.crs is not None and geobox.crs.units[0] in ("metre", "m") and res > 1.01 * NATIVE_RES[mission]:
+            return {"*": "nearest"}
+        return {"*": "bilinear", **({keys["qa"]: "nearest"} if "qa" in keys else {})}
+
     def _load(self, items: list[pystac.Item], mission: str, bands: Sequence[str], geobox: GeoBox) -> dict[int, dict[str, np.ndarray]]:
-        """Per UTC day: the day's mosaic per band, scaled to physical units (float32, NaN no-data)."""
+        """Per UTC day: the day's granules read one by one, scaled to physical units (float32, NaN
+        no-data) and merged by the engine's own rules (``engine.science.optical.daily_mosaic``):
+        per pixel the first clear granule, else the first valid one, every band from that granule.
+        Granules are in (time, id) order; SAR slices merge first-valid."""
+        from engine.science.optical import cloud_mask, daily_mosaic, ndvi
+
+        keys = [self.asset_keys[mission][b] for b in bands]
+        raw = self._raw_layers(items, mission, keys, geobox)
+        layers = {b: np.stack([self._scaled(raw[k][key], self._scaling(it, mission, b), mission, b)
+                               for k, it in enumerate(items)]) for b, key in zip(bands, keys)}
+        times = np.asarray([_item_ns(it) for it in items], dtype="datetime64[ns]")
+        if "qa" in layers:
+            cloudy, valid = cloud_mask("S2" if mission == "S2" else "L8", layers["qa"])
+            valid &= np.isfinite(ndvi(layers["red"], layers["nir"]))
+            clear = valid & ~cloudy
+        else:
+            valid = np.all([np.isfinite(layers[b]) for b in bands], axis=0)
+            clear = None
+        day_times, merged = daily_mosaic(times, *(layers[b] for b in bands), valid=valid, clear=clear)
+        days = day_times.astype("datetime64[D]").astype(np.int64)
+        return {int(d): {b: merged[i][k] for i, b in enumerate(bands)} for k, d in enumerate(days)}
+
+    def _raw_layers(self, items: list[pystac.Item], mission: str, keys: Sequence[str],
+                    geobox: GeoBox) -> list[dict[str, np.ndarray]]:
+        """Each item's assets on ``geobox`` as stored (DN, nodata where it has no data).
+
+        Items in the window's CRS load through ``odc.stac.load`` (a copy when on the same pixel
+        grid). Items in another CRS (the neighbouring UTM zone) are read on their own grid around
+        the window and sampled at each window pixel's exact position (:meth:`_reprojected`):
+        ``odc.stac.load`` would leave GDAL's warper to size the bilinear kernel and approximate
+        the transform from the window, so a pixel's value would depend on the tile it is read
+        through (up to 0.01 reflectance across the 55 / 56 zone boundary)."""
         import odc.stac
 
-        by_day: dict[int, list[pystac.Item]] = defaultdict(list)
-        for it in items:
-            by_day[_utc_day(it)].append(it)
-        # days whose items share scale/offset/nodata per band load together; others item by item
-        uniform, mixed = [], []
-        for d, its in by_day.items():
-            sigs = {repr(tuple(self._scaling(it, mission, b) for b in bands)) for it in its}
-            if len(sigs) == 1:
-                uniform.extend(its)
-            else:
-                mixed.append((d, its))
-        keys = [self.asset_keys[mission][b] for b in bands]
-        out: dict[int, dict[str, np.ndarray]] = {}
+        kw: dict[str, Any] = {"use_overviews": False}  # reads of a coarse lattice hit grid pixels, not overviews
+        if self.patch_url is not None:
+            kw["patch_url"] = self.patch_url
+        resampling = self._resampling(mission, geobox)
 
-        def odc_load(its: list[pystac.Item], groupby: Any) -> xr.Dataset:
-            # nearest reads of a coarse grid (the statistics lattice) must hit grid pixels, not
-            # the COG's overviews, so a STAC run matches the source the catalog was written from
-            kw: dict[str, Any] = {"use_overviews": False}
-            if self.patch_url is not None:
-                kw["patch_url"] = self.patch_url
+        def load(its: list[pystac.Item], gbox: GeoBox, how: Any) -> xr.Dataset:
             try:
-                return odc.stac.load(its, bands=keys, geobox=geobox, resampling="nearest", groupby=groupby,
-                                     chunks=None, fail_on_error=True, **kw)
+                return odc.stac.load(its, bands=list(keys), geobox=gbox, resampling=how,
+                                     groupby=lambda item, parsed, idx: idx, chunks=None, fail_on_error=True, **kw)
             except Exception as e:  # noqa: BLE001
                 raise SourceError(f"reading {len(its)} {mission} STAC item(s) failed: {e}") from e
 
-        def scaled(raw: np.ndarray, sc: tuple[float, float, Any], band: str) -> np.ndarray:
-            scale, offset, nodata = sc
-            if band == "qa":
-                a = raw.astype(np.uint16, copy=True)
-                if mission in _QA_FILL and _QA_FILL[mission] != 0:
-                    a[a == 0] = _QA_FILL[mission]  # areas no item covers: fill
-                return a
-            a = raw.astype(np.float32)
-            if nodata is not None and not (isinstance(nodata, float) and math.isnan(nodata)):
-                a[raw == nodata] = np.nan
-            if scale != 1.0 or offset != 0.0:
-                a = (a.astype(np.float64) * scale + offset).astype(np.float32)
-            if band in ("vv", "vh") and self.sar_units == "linear":
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    a = (10.0 * np.log10(a.astype(np.float64))).astype(np.float32)
-            return a
+        out: list[dict[str, np.ndarray] | None] = [None] * len(items)
+        native = [odc.stac.parse_item(it).geoboxes() for it in items]
+        here = [k for k, g in enumerate(native) if not g or g[0].crs == geobox.crs]
+        if here:
+            ds = load([items[k] for k in here], geobox, resampling)
+            for j, k in enumerate(here):
+                out[k] = {key: ds[key].values[j] for key in keys}
+        for k in sorted(set(range(len(items))) - set(here)):
+            out[k] = self._reprojected(items[k], native[k][0], keys, geobox, resampling, load)
+        return out  # type: ignore[return-value]
 
-        if uniform:
-            ds = odc_load(uniform, lambda item, parsed, idx: _utc_day(item))
-            days = sorted({_utc_day(it) for it in uniform})
-            for k, d in enumerate(days):
-                ref = by_day[d][0]
-                out[d] = {b: scaled(ds[key].values[k], self._scaling(ref, mission, b), b) for b, key in zip(bands, keys)}
-        for d, its in mixed:
-            mosaic: dict[str, np.ndarray] = {}
-            for it in its:  # first valid wins, in time then id order
-                ds = odc_load([it], "id")
-                for b, key in zip(bands, keys):
-                    a = scaled(ds[key].values[0], self._scaling(it, mission, b), b)
-                    if b not in mosaic:
-                        mosaic[b] = a
-                    elif b == "qa":
-                        fill = _QA_FILL.get(mission, 0)
-                        m = mosaic[b] == fill
-                        mosaic[b][m] = a[m]
-                    else:
-                        m = np.isnan(mosaic[b])
-                        mosaic[b][m] = a[m]
-            out[d] = mosaic
-        return out
+    def _reprojected(self, item: pystac.Item, native: GeoBox, keys: Sequence[str], geobox: GeoBox,
+                     resampling: Mapping[str, str], load: Callable) -> dict[str, np.ndarray]:
+        """One item in another CRS: read on its own (finest) grid around the window, then sampled
+        at the exact position of every window pixel centre (``pyproj``), bilinear
+        (``scipy.ndimage.map_coordinates``, order 1) or nearest (order 0) as :meth:`_resampling`
+        says. A pixel's value depends on its position only, never on the window it is read
+        through, so tiles agree with an untiled read. A bilinear sample touching the granule's
+        no-data is no data (GDAL would reweight the remaining neighbours instead)."""
+        from pyproj import Transformer
+        from scipy.ndimage import map_coordinates
+
+        h, w = geobox.shape
+        xs, ys = np.meshgrid(geobox.coords["x"].values, geobox.coords["y"].values)
+        sx, sy = Transformer.from_crs(geobox.crs.to_wkt(), native.crs.to_wkt(), always_xy=True).transform(xs, ys)
+        inv = ~native.transform
+        cols = inv.a * sx + inv.b * sy + inv.c - 0.5  # index space: pixel i's centre at i
+        rows = inv.d * sx + inv.e * sy + inv.f - 0.5
+        c0, c1 = max(0, math.floor(np.nanmin(cols)) - 2), min(native.shape[1], math.ceil(np.nanmax(cols)) + 3)
+        r0, r1 = max(0, math.floor(np.nanmin(rows)) - 2), min(native.shape[0], math.ceil(np.nanmax(rows)) + 3)
+        overlap = c1 > c0 and r1 > r0
+        ds = load([item], native[r0:r1, c0:c1] if overlap else native[0:1, 0:1], {"*": "nearest"})
+        result = {}
+        for key in keys:
+            src = ds[key].values[0]
+            nodata = ds[key].attrs.get("nodata")
+            order = 0 if resampling.get(key, resampling["*"]) == "nearest" else 1
+            out = np.full((h, w), np.nan)
+            if overlap:
+                data = src.astype(np.float64)
+                if nodata is not None:
+                    data[src == nodata] = np.nan
+                out = map_coordinates(data, [rows - r0, cols - c0], order=order, mode="constant", cval=np.nan,
+                                      prefilter=False)
+            if order == 0 and np.issubdtype(src.dtype, np.integer):  # classes, bit masks: integers as stored
+                fill = 0 if nodata is None or (isinstance(nodata, float) and math.isnan(nodata)) else nodata
+                result[key] = np.where(np.isnan(out), fill, out).astype(src.dtype)
+            else:  # interpolated DN or values, no data as NaN
+                result[key] = out.astype(np.float32)
+        return result
+
+    def _scaled(self, raw: np.ndarray, sc: tuple[float, float, Any], mission: str, band: str) -> np.ndarray:
+        """One granule's band in physical units: QA as uint16 (uncovered areas as fill), others
+        float32 with nodata as NaN, scale / offset applied, linear SAR power converted to dB."""
+        scale, offset, nodata = sc
+        if band == "qa":
+            a = raw.astype(np.uint16, copy=True)
+            if nodata is not None and not (isinstance(nodata, float) and math.isnan(nodata)):
+                a[raw == nodata] = _QA_FILL[mission]
+            a[raw == 0] = _QA_FILL[mission]  # areas the granule does not cover
+            return a
+        a = raw.astype(np.float32)
+        if nodata is not None and not (isinstance(nodata, float) and math.isnan(nodata)):
+            a[raw == nodata] = np.nan
+        if scale != 1.0 or offset != 0.0:
+            a = (a.astype(np.float64) * scale + offset).astype(np.float32)
+        if band in ("vv", "vh") and self.sar_units == "linear":
+            with np.errstate(divide="ignore", invalid="ignore"):
+                a = (10.0 * np.log10(a.astype(np.float64))).astype(np.float32)
+        return a
+
+    def _no_data(self, mission: str, bands: Sequence[str], geobox: GeoBox) -> dict[str, np.ndarray]:
+        """A day no granule covers over this window: no valid pixel."""
+        shape = geobox.shape
+        return {b: (np.full(shape, _QA_FILL[mission], np.uint16) if b == "qa" else np.full(shape, np.nan, np.float32))
+                for b in bands}
 
     def _read(self, geobox: GeoBox, ids: Sequence[str], kind: str, bands: Sequence[str]) -> tuple[dict, list, list]:
         if isinstance(ids, str):
@@ -376,17 +463,15 @@ class StacSource:
             t0 = min(days) * _NS_PER_DAY
             t1 = (max(days) + 1) * _NS_PER_DAY
             items = [it for it in self._items(geobox, m, t0, t1) if _utc_day(it) in days]
-            missing = sorted(days - {_utc_day(it) for it in items})
-            if missing:
-                raise SourceError(
-                    f"no {m} STAC items in {self.collections[m]!r} cover the window on "
-                    f"{', '.join(make_id(m, d) for d in missing)} (check the catalog and the ids' dates)"
-                )
             for it in items:
                 key = (m, _utc_day(it))
                 times[key] = min(times.get(key, _item_ns(it)), _item_ns(it))
-            for d, arrs in self._load(items, m, bands, geobox).items():
-                loaded[(m, d)] = arrs
+            if items:
+                for d, arrs in self._load(items, m, bands, geobox).items():
+                    loaded[(m, d)] = arrs
+            for d in days - {_utc_day(it) for it in items}:  # no granule over this window that day
+                loaded[(m, d)] = self._no_data(m, bands, geobox)
+                times[(m, d)] = d * _NS_PER_DAY
         return loaded, parsed, [times[k] for k in parsed]
 
     def _dataset(self, geobox: GeoBox, ids: Sequence[str], loaded: dict, parsed: list, times: list,

@@ -22,13 +22,13 @@ import datetime as _dt
 import hashlib
 import logging
 import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from engine.errors import SourceError
+from engine.io import atomic_path
 from engine.sources.base import OPTICAL_MISSIONS, SAR_MISSION, parse_id
 from engine.sources.stac import DEFAULT_ASSET_KEYS, DEFAULT_COLLECTIONS
 
@@ -80,17 +80,8 @@ def _write_cog(path: Path, data: np.ndarray, geobox: GeoBox, nodata: Any) -> Non
         transform=geobox.transform, nodata=nodata, compress="DEFLATE", blocksize=256,
         overview_resampling="nearest",
     )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tif")
-    os.close(fd)
-    try:
-        with rasterio.open(tmp, "w", **profile) as dst:
-            dst.write(data, 1)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_path(path) as tmp, rasterio.open(tmp, "w", **profile) as dst:
+        dst.write(data, 1)
 
 
 def _geobox_tag(geobox: GeoBox) -> str:
@@ -172,6 +163,9 @@ def write_stac_catalog(
     epsg = geobox.crs.epsg
     keys = ASSET_KEYS[mission]
     synthetic = bool(getattr(source, "synthetic", False))
+    if synthetic:  # the label travels with the data (StacSource.synthetic reads it back)
+        catalog.extra_fields["synthetic"] = True
+        collection.extra_fields["synthetic"] = True
 
     for i0 in range(0, len(ids), max(1, int(chunk))):
         part = ids[i0:i0 + chunk]

@@ -15,8 +15,9 @@ SECRETS = ("ya29.PLANTED-ACCESS-TOKEN-7f3e", "1//PLANTED-REFRESH-TOKEN-91ab", "P
 # Quick plan: Landsat 8 over half a year of a 1.3 km x 1.2 km box near the North Qld site, 32 px tiles
 # (4 tiles, 3 exports each): small enough for the executing stand-in to compute every export in CI.
 QUICK_AOI = "145.770,-17.070,145.782,-17.059"
+# 18 paired dates: TRAIN_TEST_SPLIT 0.9 gives the models the 10 training dates they need at least
 QUICK = ["--aoi", QUICK_AOI, "--mission", "L8", "--start", "2021-01-01", "--end", "2021-07-01",
-         "--tile-size", "32"]
+         "--tile-size", "32", "--set", "TRAIN_TEST_SPLIT=0.9"]
 N_TILES = 4
 TILE_IDS = ("32755-30m-32px-x384-y-8451", "32755-30m-32px-x384-y-8452", "32755-30m-32px-x385-y-8451",
             "32755-30m-32px-x385-y-8452")

@@ -7,8 +7,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from engine.gee.standin import StandIn
-from engine.gee.standin.client import DEFAULT_PROJECT, connect
+from engine.ee_standin import StandIn
+from engine.ee_standin.client import DEFAULT_PROJECT, connect
 
 PROJECT = DEFAULT_PROJECT
 ROOT = f"projects/{PROJECT}/assets"
@@ -39,6 +39,19 @@ def make_standin() -> Iterator[Callable[..., StandIn]]:
 @pytest.fixture
 def standin(make_standin) -> StandIn:
     return make_standin()
+
+
+@pytest.fixture(scope="module")
+def computing_standin(tmp_path_factory) -> Iterator[StandIn]:
+    """One executing stand-in for a whole module, the client connected, exports under ``data_dir``."""
+    import ee
+
+    data = tmp_path_factory.mktemp("standin-data")
+    with StandIn(task_seconds=0.05, data_dir=str(data)) as s:
+        connect(s.url)
+        s.data_dir = data
+        yield s
+    ee.Reset()
 
 
 @pytest.fixture

@@ -12,9 +12,9 @@ from collections import Counter
 
 import pytest
 
-from engine.gee.standin import StandIn
-from engine.gee.standin.execution import Limits
-from engine.ledger import Ledger
+from engine.ee_standin import StandIn
+from engine.ee_standin.execution import Limits
+from engine.run.ledger import Ledger
 
 from .backend_support import (EXPORTS_PER_TILE, N_TILES, OUTPUT_STAGES, QUICK, REPO, SECRETS, descriptions,
                               engine_argv, expected_bands, manifest, paired_dates, plant_credentials, run_engine,
@@ -143,7 +143,7 @@ def test_faults_splits_and_one_permanent_failure(tmp_path, creds):
 def test_expression_check_catches_a_wrong_function_or_argument(tmp_path, creds, standin, monkeypatch, capsys):
     import ee
 
-    from engine.gee import expressions as X
+    from engine.backends.gee import expressions as X
 
     original = X.covariates
 
@@ -421,7 +421,7 @@ def test_extras_go_into_the_same_image_and_a_changed_layout_is_exported_again(tm
 
 def test_band_limit_splits_the_outputs_image_by_date_range(tmp_path, creds, standin, monkeypatch):
     """Past the band limit (lowered here to 60) the outputs image goes out as the fewest images that fit."""
-    from engine.gee import layout
+    from tiling import ee_layout as layout
 
     monkeypatch.setattr(layout, "MAX_BANDS", 60)
     run_dir = tmp_path / "run"

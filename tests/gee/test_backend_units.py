@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 
 from engine.errors import EarthEngineError, MemoryLimitError, TransientError
-from engine.gee.api import classify
-from engine.gee.exports import export_window
-from engine.gee.naming import Names, request_id
-from engine.gee.reduce import lattice_grid
+from engine.backends.gee.api import classify
+from engine.backends.gee.exports import export_window
+from engine.backends.gee.naming import Names, request_id
+from engine.backends.gee.reduce import lattice_grid
 from tiling.grid import GridSpec, Tile
 
 
@@ -89,9 +89,9 @@ def test_export_window_is_cut_to_the_aoi_bounds():
     assert export_window((0, 0, 100, 100), (6000.0, -9000.0, 7000.0, -8000.0), 30.0) is None
 
 
-# --- a tile's stage-B layout (engine.gee.layout) and the planning figures that count it ---------------
+# --- a tile's stage-B layout (tiling.ee_layout) and the planning figures that count it ---------------
 def test_outputs_image_parts_are_the_fewest_within_the_band_limit():
-    from engine.gee.layout import GAP_BAND_NAMES, Part, output_parts
+    from tiling.ee_layout import GAP_BAND_NAMES, Part, output_parts
 
     assert output_parts(21, 4) == (Part("outputs", 0, 21, True),)
     assert [p.stage for p in output_parts(254, 4)] == ["outputs"]  # 4 x 254 + 7 = 1,023 bands
@@ -115,7 +115,7 @@ def test_outputs_image_parts_are_the_fewest_within_the_band_limit():
 
 
 def test_layout_names_types_and_keys():
-    from engine.gee import layout
+    from tiling import ee_layout as layout
     from engine.science.gaps import GAP_BANDS
 
     assert layout.GAP_BAND_NAMES == GAP_BANDS
@@ -133,7 +133,7 @@ def test_layout_names_types_and_keys():
 
 
 def test_request_ids_of_split_outputs_images_are_distinct():
-    from engine.gee.naming import stage_code
+    from engine.backends.gee.naming import stage_code
 
     assert [stage_code(s) for s in ("train", "outputs", "outputs_1", "outputs_12", "images")] == [
         "tr", "ou", "o1", "o12", "im"]
@@ -148,17 +148,17 @@ def test_request_ids_of_split_outputs_images_are_distinct():
 
 
 def _context(**values):
-    from engine.context import build_context
+    from engine.run.context import build_context
 
     base = {"BACKEND": "gee", "OPTICAL_MISSION": "L8", "START_DATE": "2021-01-01", "END_DATE": "2022-01-01",
-            "TILE_SIZE": 4096}
+            "TILE_SIZE": 4096, "TILE_BUDGET_MB": 2**22}  # forced beyond the default budget: planning figures only
     return build_context(None, {**base, **values}, "091084")
 
 
 def test_planning_figures_count_the_exports_a_run_makes():
-    from engine.estimate import ee_counts, estimate
+    from engine.run.estimate import ee_counts, estimate
     from engine.errors import QuotaError
-    from engine.gee.run import check_quota
+    from engine.backends.gee.executor import check_quota
 
     ctx = _context()
     n = len(ctx.plan.tiles)

@@ -1,4 +1,4 @@
-"""``python -m engine.gee.standin`` runs in the foreground and prints its URL."""
+"""``python -m engine.ee_standin`` runs in the foreground and prints its URL."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ pytestmark = pytest.mark.standin
 def test_cli_prints_url_and_serves_counters():
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "engine.gee.standin", "--port", "0", "--task-seconds", "1",
+        [sys.executable, "-m", "engine.ee_standin", "--port", "0", "--task-seconds", "1",
          "--fault-429", "0.3", "--permanent-fail", "bad", "--seed", "4"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
         cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))

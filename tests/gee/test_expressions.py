@@ -6,8 +6,8 @@ import copy
 
 import pytest
 
-from engine.gee.standin.client import encode, offline_initialize
-from engine.gee.standin.expressions import Graph, check_expression
+from engine.ee_standin.client import encode, offline_initialize
+from engine.ee_standin.expressions import Graph, check_expression
 
 pytestmark = pytest.mark.standin
 

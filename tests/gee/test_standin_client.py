@@ -9,7 +9,7 @@ import urllib.request
 
 import pytest
 
-from engine.gee.standin.compute import NOT_HANDLED, ComputeError
+from engine.ee_standin.compute import NOT_HANDLED, ComputeError
 
 from .conftest import PROJECT, ROOT, wait_for
 

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import pytest
 
-from engine.gee.standin.compute import ComputeRequest
-from engine.gee.standin.exports import estimate_pixels, image_properties
-from engine.gee.standin.faults import Faults
-from engine.gee.standin.state import ApiError, State
+from engine.ee_standin.compute import ComputeRequest
+from engine.ee_standin.exports import estimate_pixels, image_properties
+from engine.ee_standin.faults import Faults
+from engine.ee_standin.state import ApiError, State
 
 pytestmark = pytest.mark.standin
 

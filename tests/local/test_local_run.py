@@ -9,8 +9,8 @@ import pytest
 import xarray as xr
 from shapely.geometry import MultiPolygon, box
 
-from engine.cube import open_cube
-from engine.ledger import Ledger
+from engine.run.cube import open_cube
+from engine.run.ledger import Ledger
 from engine.science.gaps import GAP_BANDS
 from tests.local.conftest import SHORT, SQUARE_UTM, write_aoi
 

@@ -20,8 +20,8 @@ import zarr
 
 from engine.backends.local import LocalBackend
 from engine.errors import DataError
-from engine.ledger import FINAL
-from engine.rundir import RunDir
+from engine.run.ledger import FINAL
+from engine.run.rundir import RunDir
 from tests.local.conftest import SHORT
 
 REPO = Path(__file__).resolve().parents[2]
@@ -132,8 +132,8 @@ def attempts(run_dir: Path) -> dict[tuple[str, str], int]:
 
 def complete_outputs(run_dir: Path) -> dict[tuple[str, str], int]:
     """(tile, stage) -> attempts of every ledger row that is done with verified outputs."""
-    from engine.ledger import Ledger
-    from engine.run import _verified
+    from engine.run.ledger import Ledger
+    from engine.run.verify import verified
     from engine.io import sha256_file
     from tiling.grid import Tile
 
@@ -153,7 +153,7 @@ def complete_outputs(run_dir: Path) -> dict[tuple[str, str], int]:
             else:
                 if halo is None:
                     halo = rd.read_run()["plan"]["halo"]
-                ok = _verified(rd, Tile.from_id(rec.tile_id, halo), rec.outputs)
+                ok = verified(rd, Tile.from_id(rec.tile_id, halo), rec.outputs)
             if ok:
                 out[(rec.tile_id, rec.stage)] = rec.attempts
     return out
@@ -243,7 +243,7 @@ def assert_same_products(run_dir: Path, ref_dir: Path) -> None:
 
 def tile_chunk(run_dir: Path, tile_id: str, var: str) -> Path:
     """The chunk file of ``var`` that holds tile ``tile_id`` (one tile per chunk)."""
-    from engine.cube import _region
+    from engine.run.cube import _region
     from tiling.grid import Tile
 
     halo = RunDir(Path(run_dir)).read_run()["plan"]["halo"]
@@ -267,4 +267,17 @@ class FailingFinishBackend(LocalBackend):
     def finish(self, ctx, tile, stats, reduction):
         if tile.id == self.fail_tile:
             raise DataError(f"planted failure in finish of {tile.id}")
+        return super().finish(ctx, tile, stats, reduction)
+
+
+class DyingFinishBackend(LocalBackend):
+    """The local backend, except that the worker process computing stage B of one tile dies."""
+
+    def __init__(self, fail_tile: str) -> None:
+        super().__init__()
+        self.fail_tile = fail_tile
+
+    def finish(self, ctx, tile, stats, reduction):
+        if tile.id == self.fail_tile:
+            os._exit(137)  # as the kernel's OOM killer leaves it
         return super().finish(ctx, tile, stats, reduction)

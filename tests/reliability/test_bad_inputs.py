@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.rundir import RunLock
+from engine.run.rundir import RunLock
 from tests.reliability.helpers import SHORT, TILE_SIZE, cli_env, run_cli_proc, tree_hashes
 
 pytestmark = pytest.mark.slow
@@ -99,12 +99,14 @@ def _cases(ref: Path, aoi: Path, tmp: Path) -> list[tuple[str, list[str], str, P
         ("run: --tile-size abc", run("--tile-size", "abc"), "--tile-size: 'abc' is not a whole number", None),
         ("run: --tile-size 8", run("--tile-size", "8", run_dir=new), "TILE_SIZE = 8", new),
         ("run: --tile-size odd", run("--tile-size", "99", run_dir=new), "must be even", new),
+        ("run: --tile-size beyond the budget", run("--tile-size", "4096", run_dir=new),
+         "over the 1.0 GiB tile budget (TILE_BUDGET_MB 1024): a worker would run out of memory; use --tile-size", new),
         ("run: --mission L7", run("--mission", "L7"), "invalid choice: 'L7'", None),
         ("run: geographic CRS", run("--crs", "EPSG:4326", run_dir=new), "geographic", new),
         # dates
-        ("run: impossible date", run("--start", "2021-02-30"), "START_DATE = '2021-02-30'", None),
+        ("run: impossible date", run("--start", "2021-02-30"), "--start: '2021-02-30' is not a day", None),
         ("run: end before start", run("--start", "2021-09-01", "--end", "2021-01-01"), "is not after START_DATE", None),
-        ("run: date not a date", run("--end", "next week"), "END_DATE = 'next week'", None),
+        ("run: date not a date", run("--end", "next week"), "--end: 'next week' is not a day", None),
         ("run: before Sentinel-1", run("--start", "2013-01-01", run_dir=new), "predates Sentinel-1", new),
         ("run: too short for 10 pairs", run("--end", "2021-01-25", run_dir=new), "pairs", new),
         # AOI
@@ -120,6 +122,10 @@ def _cases(ref: Path, aoi: Path, tmp: Path) -> list[tuple[str, list[str], str, P
                                           run_dir=new), "cannot read STAC catalog", new),
         ("run: STAC catalog garbage", run("--source", "stac", "--stac", str(garbage_catalog), run_dir=new),
          "cannot read STAC catalog", new),
+        ("run: --stac with --source synthetic", run("--source", "synthetic", "--stac", str(tmp / "x.json")),
+         "drop --source synthetic", None),
+        ("run: --stac with --backend gee", run("--backend", "gee", "--stac", str(tmp / "x.json"), run_dir=new),
+         "apply to the local backend only", new),
         ("run: STAC catalog missing, same run dir", run("--source", "stac", "--stac", str(tmp / "x.json")),
          "different configuration", None),
         # dask scheduler

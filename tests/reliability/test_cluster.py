@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.dispatch import SINGLE_THREAD_ENV
+from engine.backends.local.dask import SINGLE_THREAD_ENV
 from tests.reliability.helpers import (
     REPO,
     assert_same_products,
@@ -105,3 +105,17 @@ def test_real_cluster_survives_a_killed_worker(reference, tmp_path):
         for name in ("driver", "w0", "w1", "scheduler"):
             if name in procs:
                 _stop(procs[name])
+
+
+def test_a_malformed_scheduler_leaves_dask_as_it_was():
+    """distributed's Client makes itself dask's default scheduler before it fails to start: the
+    engine undoes that, or later dask work in the same process asks for a client that is gone."""
+    import dask
+
+    from engine.backends.local.dask import connect
+    from engine.errors import ConfigError
+
+    before = dask.config.get("scheduler", None)
+    with pytest.raises(ConfigError, match="is not a dask scheduler address"):
+        connect("localhost")
+    assert dask.config.get("scheduler", None) == before

@@ -11,7 +11,8 @@ import time
 
 import pytest
 
-from engine.ledger import FINAL
+from engine.run.ledger import FINAL
+from engine.run.status import read_status
 from tests.reliability.helpers import (
     GLOBAL,
     assert_same_products,
@@ -111,6 +112,10 @@ def test_ten_sigkills_across_stages_then_identical_outputs(reference, run_cli, t
             if recorded or (run_dir / "run.json").exists():
                 code, out, err = run_cli("status", str(run_dir))
                 assert code == (0 if where == "complete" else 3), (kills[-1], out[-500:], err)
+                # a killed run is not "running": no process holds it
+                st = read_status(run_dir)
+                assert st.live is None and not any(t["status"] == "running" for t in st.tiles), st.tiles
+                assert not any(c.get("running") for c in st.stage_counts.values()), st.stage_counts
             continue
         if not targets:
             break

@@ -1,15 +1,19 @@
 """``status`` exit codes (complete 0, failed 1, incomplete 3) and the single writer of a run directory."""
 from __future__ import annotations
 
+import os
+
 import time
 
 import pytest
 
 from engine.cli import build_parser
-from engine.commands import _context
-from engine.run import execute
+from engine.cli.args import Options
+from engine.cli.commands import _context
+from engine.run.driver import execute
 from tests.reliability.helpers import (
     GLOBAL,
+    DyingFinishBackend,
     FailingFinishBackend,
     assert_same_products,
     attempts,
@@ -37,10 +41,43 @@ def test_status_of_a_complete_run_is_0(reference):
     assert "run is COMPLETE" in proc.stdout and proc.stderr == ""
 
 
+def test_status_reads_without_writing_and_prints_whole_tile_ids(reference, tmp_path):
+    import shutil
+
+    from tests.reliability.helpers import ledger_rows, tree_hashes
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(reference.run_dir, run_dir)
+    before = tree_hashes(run_dir)
+    proc = run_cli_proc(["status", str(run_dir)])  # not a terminal: 80 columns
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert tree_hashes(run_dir) == before
+    ids = {t for (t, _s) in ledger_rows(run_dir) if t != "_aoi"}
+    assert ids and all(t in proc.stdout for t in ids), proc.stdout
+    assert "outputs verified" in proc.stdout
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only directories")
+def test_status_of_a_read_only_run_directory(reference, tmp_path):
+    import shutil
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(reference.run_dir, run_dir)
+    paths = [run_dir, *run_dir.rglob("*")]
+    for p in paths:
+        p.chmod(p.stat().st_mode & ~0o222)
+    try:
+        proc = run_cli_proc(["status", str(run_dir)])
+    finally:
+        for p in paths:
+            p.chmod(p.stat().st_mode | 0o200)
+    assert proc.returncode == 0 and "run is COMPLETE" in proc.stdout, proc.stdout + proc.stderr
+
+
 def test_failed_tile_status_1_then_resume_redoes_only_it(reference, tmp_path):
     run_dir = tmp_path / "run"
     args = build_parser().parse_args(run_args(reference.aoi, run_dir, "-q"))
-    ctx = _context(args)
+    ctx = _context(Options.from_namespace(args))
     bad = ctx.plan.tiles[3].id
     result = execute(ctx, backend=FailingFinishBackend(bad))  # in this process; the tile fails in a dask worker
     assert set(result.failures) == {bad} and not result.complete
@@ -57,6 +94,17 @@ def test_failed_tile_status_1_then_resume_redoes_only_it(reference, tmp_path):
     assert {k for k in before if after[k] != before[k]} == {(bad, "finish"), (GLOBAL, "merge")}
     assert_same_products(run_dir, reference.run_dir)
     assert run_cli_proc(["status", str(run_dir)]).returncode == 0
+
+
+def test_a_worker_that_dies_under_a_tile_is_reported_as_that_with_the_remedy(reference, tmp_path):
+    run_dir = tmp_path / "run"
+    ctx = _context(Options.from_namespace(build_parser().parse_args(run_args(reference.aoi, run_dir, "-q"))))
+    bad = ctx.plan.tiles[2].id
+    result = execute(ctx, backend=DyingFinishBackend(bad))  # dask retries it on respawned workers, then gives up
+    # tiles that shared a dying worker with it may go down with it: each says why
+    assert bad in result.failures and len(result.failures) < len(ctx.plan.tiles)
+    for message in result.failures.values():
+        assert "worker computing it died, most likely out of memory" in message and "--tile-budget-mb" in message
 
 
 def test_one_writer_per_run_dir(reference, tmp_path):

@@ -156,7 +156,7 @@ def test_run_without_cube_or_skill_renders_what_exists(small_run, tmp_path):
 
 
 def _cube_origin(run) -> tuple[int, int]:
-    from engine.cube import open_cube
+    from engine.run.cube import open_cube
 
     ds = open_cube(run / "cube.zarr")
     res = float(ds.x[1] - ds.x[0])
@@ -165,7 +165,7 @@ def _cube_origin(run) -> tuple[int, int]:
 
 def test_scene_sized_cube_is_read_decimated(tmp_path):
     """A 6144 x 6144 px x 46-date cube (metadata only): maps come back at most 1000 px a side, fast."""
-    from engine.cube import create_cube, open_cube
+    from engine.run.cube import create_cube, open_cube
     from tiling.grid import GridSpec, Tile
 
     grid = GridSpec(epsg=32755, resolution=30.0, tile_size=2048)

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.science.fill import fill, image_mae
+from engine.science.fill import fill
 from engine.science.neighbourhood import focal_median3
 
 
@@ -33,12 +33,3 @@ def test_fill_nan_handling_and_median():
     nothing = fill(np.full((3, 3), np.nan, np.float32), np.ones((3, 3), np.uint8), np.full((3, 3), np.nan, np.float32))
     assert np.all(np.isnan(nothing))
 
-
-def test_image_mae():
-    obs = np.array([0.1, 0.2, 0.3, np.nan, 0.4])
-    pred = np.array([0.2, 0.2, 0.5, 0.1, 0.9])
-    mask = np.array([0, 0, 1, 0, 2])
-    assert np.isclose(image_mae(obs, pred, mask), 0.05)
-    assert image_mae(obs, pred, np.ones(5)) == -1.0
-    assert image_mae(obs, np.full(5, np.nan), mask) == -1.0
-    assert isinstance(image_mae(obs, pred, mask), float)

@@ -71,3 +71,18 @@ def test_daily_mosaic_explicit_valid():
     _, valid = cloud_mask("S2", qa)
     days, (q,) = daily_mosaic(times, qa, valid=valid)
     np.testing.assert_array_equal(q, [[5, 4]])
+
+
+def test_daily_mosaic_prefers_the_first_clear_image_then_the_first_valid():
+    times = np.array(["2021-01-02T10:00", "2021-01-02T10:05", "2021-01-02T10:09"], dtype="datetime64[ns]")
+    # SCL: 9 cloud, 4 vegetation (clear), 1 saturated (invalid), 0 no data
+    qa = np.array([[9, 9, 1, 0], [4, 9, 4, 0], [4, 8, 9, 0]], dtype=np.uint16)
+    red = np.array([[0.1, 0.1, 0.1, np.nan], [0.2, 0.2, 0.2, np.nan], [0.3, 0.3, 0.3, np.nan]], np.float32)
+    cloudy, valid = cloud_mask("S2", qa)
+    _, (q, r) = daily_mosaic(times, qa, red, valid=valid, clear=valid & ~cloudy)
+    # px 0: first clear (2nd image); px 1: none clear -> first valid (1st); px 2: first valid is clear;
+    # px 3: nothing valid -> the first image
+    np.testing.assert_array_equal(q, [[4, 9, 4, 0]])
+    np.testing.assert_array_equal(r, np.array([[0.2, 0.1, 0.2, np.nan]], np.float32))
+    _, (q_valid,) = daily_mosaic(times, qa, valid=valid)  # without clear: first valid wins
+    np.testing.assert_array_equal(q_valid, [[9, 9, 4, 0]])

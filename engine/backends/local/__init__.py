@@ -1,27 +1,25 @@
 """The ``local`` backend: the algorithm in numpy/numba on a data source, tile by tile on dask."""
 from __future__ import annotations
 
-from engine.backends.base import GlobalStats, Reduction, TileOutcome
+import contextlib
+from collections.abc import Callable, Iterator
+
+from engine.backends.local.executor import LocalExecutor
 from engine.backends.local.finish import finish_tile
 from engine.backends.local.global_pass import global_pass
 from engine.backends.local.reduce import reduce_samples
 from engine.backends.local.train import train_tile
-from config.parameters import Parameters
-from engine.context import RunContext
-from engine.sources.base import Source, get_source
+from engine.run.context import RunContext
+from engine.run.progress import Progress
+from engine.run.stages import GlobalStats, Reduction, TileOutcome
+from engine.sources.base import Source
+from engine.sources.factory import source_for
 from tiling.grid import Tile
 
 
-def source_for(params: Parameters) -> Source:
-    """The data source the parameters ask for."""
-    if params.DATA_SOURCE == "synthetic":
-        return get_source("synthetic", seed=params.SYNTHETIC_SEED)
-    return get_source("stac", catalog=params.STAC_CATALOG, optical_collection=params.STAC_OPTICAL_COLLECTION,
-                      sar_collection=params.STAC_SAR_COLLECTION, sar_units=params.STAC_SAR_UNITS)
-
-
 class LocalBackend:
-    """Stages of the local backend; tile stages run inside dask workers."""
+    """The local backend: its session is a dask client; its tile stages run inside dask workers
+    (``train`` and ``finish`` here are what a worker calls)."""
 
     name = "local"
 
@@ -33,8 +31,18 @@ class LocalBackend:
             self._source = source_for(ctx.params)
         return self._source
 
-    def global_pass(self, ctx: RunContext) -> GlobalStats:
-        return global_pass(ctx, self.source(ctx))
+    @contextlib.contextmanager
+    def open(self, ctx: RunContext, progress: Progress, confirm: Callable[[str], bool],
+             resuming: bool) -> Iterator[LocalExecutor]:
+        from engine.backends.local.dask import check_scheduler, open_client
+
+        if ctx.params.SCHEDULER:  # an unreachable scheduler must fail before anything is written
+            check_scheduler(ctx.params.SCHEDULER)
+        with open_client(ctx.params.SCHEDULER, ctx.params.WORKERS) as client:
+            yield LocalExecutor(self, ctx, client)
+
+    def global_pass(self, ctx: RunContext, client=None) -> GlobalStats:
+        return global_pass(ctx, self.source(ctx), client)
 
     def train(self, ctx: RunContext, tile: Tile, stats: GlobalStats) -> TileOutcome:
         return train_tile(ctx, tile, stats, self.source(ctx))
@@ -45,5 +53,4 @@ class LocalBackend:
     def finish(self, ctx: RunContext, tile: Tile, stats: GlobalStats, reduction: Reduction) -> TileOutcome:
         return finish_tile(ctx, tile, stats, reduction, self.source(ctx))
 
-
-__all__ = ["LocalBackend"]
+__all__ = ["LocalBackend", "LocalExecutor"]

@@ -10,10 +10,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from engine.backends.base import GlobalStats, Reduction
+from engine.run.stages import GlobalStats, Reduction
 from engine.backends.sample_reduce import reduce_from_samples
-from engine.context import RunContext
-from engine.rundir import RunDir
+from engine.run.context import RunContext
+from engine.run.rundir import RunDir
 from tiling.grid import Tile
 
 

@@ -1,0 +1,146 @@
+"""dask: the cluster (a LocalCluster by default, or an existing scheduler) and per-tile task waves."""
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from concurrent.futures import CancelledError
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+from distributed import Client, LocalCluster, as_completed
+from distributed.scheduler import KilledWorker
+
+from engine.run.stages import TileOutcome
+from tiling.grid import Tile
+from engine.errors import ConfigError, EngineError, RunDirError
+
+log = logging.getLogger(__name__)
+
+# One thread per worker process: the kernels are single-threaded numba/numpy; parallelism comes
+# from processes. Set before workers spawn so they inherit it.
+SINGLE_THREAD_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+                     "NUMBA_NUM_THREADS": "1"}
+
+
+WORKER_DIED = ("the dask worker computing it died, most likely out of memory (killed by the operating system or "
+               "by dask's memory limit); lower --tile-budget-mb for smaller tiles, or run fewer --workers")
+
+
+def connect(scheduler: str) -> Client:
+    """A client of an existing scheduler, or a one-line error naming the address.
+
+    The connect timeout is dask's ``distributed.comm.timeouts.connect`` (e.g. the environment
+    variable ``DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT=5s``).
+    """
+    import dask
+
+    timeout = dask.config.get("distributed.comm.timeouts.connect", "30s")
+    saved = dask.config.get("scheduler", None)
+    try:
+        try:
+            return Client(scheduler, timeout=timeout)
+        except BaseException:
+            # a Client that fails to start has already made itself dask's default scheduler (and never
+            # undoes it): later dask work in this process would ask for a client that does not exist
+            if saved is None:
+                dask.config.config.pop("scheduler", None)
+            else:
+                dask.config.set(scheduler=saved)
+            raise
+    except ValueError as e:  # malformed address: no port, unknown scheme
+        raise ConfigError(f"--scheduler {scheduler!r} is not a dask scheduler address ({e}); "
+                          "use e.g. tcp://host:8786") from None
+    except (OSError, TimeoutError) as e:
+        raise RunDirError(f"cannot reach dask scheduler {scheduler!r}: {e}; check the address "
+                          "(e.g. tcp://host:8786) or drop --scheduler") from None
+
+
+def check_scheduler(scheduler: str) -> None:
+    """Fail early (before anything is written) when ``scheduler`` cannot be reached."""
+    connect(scheduler).close()
+
+
+@contextlib.contextmanager
+def open_client(scheduler: str | None, workers: int, memory_limit: str = "auto") -> Iterator[Client]:
+    """A dask client: to ``scheduler`` if given, else a fresh LocalCluster of ``workers`` processes."""
+    if scheduler:
+        client = connect(scheduler)
+        try:
+            yield client
+        finally:
+            client.close()
+        return
+    for key, value in SINGLE_THREAD_ENV.items():
+        os.environ.setdefault(key, value)
+    # after Ctrl-C, multiprocessing's resource tracker (a child process) removes the semaphores of the
+    # closed cluster and warns that it did: the cleanup is what we want, the warning noise
+    quiet = "ignore::UserWarning:multiprocessing.resource_tracker"
+    if quiet not in os.environ.get("PYTHONWARNINGS", ""):
+        os.environ["PYTHONWARNINGS"] = ",".join(filter(None, [os.environ.get("PYTHONWARNINGS"), quiet]))
+    # the workers' own logs stay quiet (a heartbeat missed under load, a task's error): every task's
+    # failure reaches the driver, which records it in the ledger and reports it
+    with _workers_ignore_ctrl_c():
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
+                               memory_limit=memory_limit, silence_logs=logging.CRITICAL)
+    with cluster, Client(cluster) as client:
+        yield client
+
+
+@contextlib.contextmanager
+def _workers_ignore_ctrl_c() -> Iterator[None]:
+    """Start worker processes with SIGINT ignored (an ignored signal survives exec): Ctrl-C reaches the
+    whole foreground process group, and workers dying of it mid-task print tracebacks and leak
+    semaphores; the driver alone handles it, closing the cluster on its way out."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def run_wave(
+    client: Client,
+    stage: str,
+    func: Callable[..., TileOutcome],
+    tiles: Sequence[Tile],
+    key_suffix: str,
+    shared: Sequence[Any],
+    on_start: Callable[[Tile], None],
+    on_done: Callable[[TileOutcome], None],
+) -> None:
+    """Run ``func(*shared, tile)`` for every tile as dask tasks keyed ``<stage>-<tile id>-<suffix>``.
+
+    ``shared`` objects (a few kB: context, statistics, reduction) travel with each task: scattered
+    once, they would be lost with a worker that dies, and every task of the wave with them. A task
+    that raises becomes a ``failed`` outcome with the error's message (a dead worker: ``WORKER_DIED``);
+    the wave goes on. ``on_done`` runs in this (the driver) process as each task ends.
+    """
+    if not tiles:
+        return
+    futures = {}
+    for tile in tiles:
+        on_start(tile)
+        fut = client.submit(func, *shared, tile, key=f"{stage}-{tile.id}-{key_suffix}", pure=False, retries=0)
+        futures[fut] = tile.id
+    for fut in as_completed(futures):
+        tid = futures[fut]
+        try:
+            outcome = fut.result()
+        except EngineError as e:
+            outcome = TileOutcome(tid, stage, "failed", message=str(e))
+        except (KilledWorker, CancelledError) as e:  # the worker process died under the task
+            log.info("tile %s: %s: %s", tid, type(e).__name__, e)
+            outcome = TileOutcome(tid, stage, "failed", message=WORKER_DIED)
+        except Exception as e:  # a bug or an environment failure in one tile must not stop the others
+            log.exception("tile %s failed in %s", tid, stage)
+            outcome = TileOutcome(tid, stage, "failed", message=f"{type(e).__name__}: {e}")
+        finally:
+            fut.release()
+        on_done(outcome)

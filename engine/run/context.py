@@ -1,0 +1,87 @@
+"""Turn configuration + ``--aoi`` into everything a command needs: parameters, AOI, tile plan."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from AOI.resolve import AOI, from_file, resolve_aoi
+from config.parameters import Parameters, load_parameters
+from engine.errors import AOIError
+from tiling import ee_layout as layout
+from tiling.budget import Budget, estimate_dates
+from tiling.plan import TilePlan, plan_tiles
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """Validated inputs of a command; building it writes nothing."""
+
+    params: Parameters
+    aoi: AOI
+    plan: TilePlan
+    run_dir: Path
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def variables(self) -> tuple[str, ...]:
+        """Per-date variables of the gee outputs image: filled, mask, prediction, observation (+ extras)."""
+        return layout.variables(self.params.EXPORT_PCA, self.params.EXPORT_INPUT)
+
+    @property
+    def output_parts(self) -> tuple[layout.Part, ...]:
+        """The gee outputs image(s) of a tile at the planned number of dates (``tiling.ee_layout``):
+        one image unless the band limit splits it. The run uses the catalog's actual dates."""
+        return layout.output_parts(self.plan.budget.dates, len(self.variables))
+
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        """Stage-B exports per tile on Earth Engine: the outputs image(s), then the per-image table."""
+        return layout.stages(self.output_parts)
+
+    @property
+    def ee_exports_per_tile(self) -> int:
+        """Earth Engine batch exports per tile: the model, the outputs image(s), the per-image table."""
+        return 1 + len(self.outputs)
+
+    @property
+    def ee_run_exports(self) -> int:
+        """Run-wide exports: one mosaic per outputs image with ``EXPORT_MOSAIC`` (asset destination only)."""
+        p = self.params
+        return len(self.output_parts) if p.EXPORT_MOSAIC and p.EXPORT_DESTINATION == "asset" else 0
+
+    @property
+    def n_days(self) -> int:
+        return (self.params.END_DATE - self.params.START_DATE).days
+
+
+def resolve_params_aoi(params: Parameters, aoi_spec: str | None, aoi_name: str | None) -> AOI:
+    """The AOI from ``--aoi`` if given, else from the config's AOI_PATH / AOI_NAME."""
+    crs = params.CRS
+    if aoi_spec:
+        return resolve_aoi(aoi_spec, feature=aoi_name, crs=crs)
+    if params.AOI_PATH:
+        return from_file(Path(params.AOI_PATH), feature=aoi_name or params.AOI_NAME, crs=crs)
+    name = aoi_name or params.AOI_NAME
+    if not name:
+        raise AOIError("no AOI: pass --aoi (WRS-2 path/row, site name, vector file or bbox) or set AOI_NAME")
+    return resolve_aoi(name, crs=crs)
+
+
+def default_run_dir(params: Parameters, aoi: AOI) -> Path:
+    return Path("runs") / f"{aoi.slug}_{params.OPTICAL_MISSION}_{params.START_DATE:%Y%m%d}_{params.END_DATE:%Y%m%d}"
+
+
+def build_context(
+    config_path: str | None,
+    overrides: dict[str, Any],
+    aoi_spec: str | None = None,
+    aoi_name: str | None = None,
+) -> RunContext:
+    params, notes = load_parameters(config_path, overrides)
+    aoi = resolve_params_aoi(params, aoi_spec, aoi_name)
+    dates = estimate_dates(params.OPTICAL_MISSION, (params.END_DATE - params.START_DATE).days, params.INCLUDE_LANDSAT9)
+    budget = Budget(dates=dates, max_bytes=int(params.TILE_BUDGET_MB * 2**20), halo=params.TILE_HALO)
+    plan = plan_tiles(aoi.projected(), aoi.epsg, params.scale, budget, params.TILE_SIZE)
+    run_dir = Path(params.RUN_DIR) if params.RUN_DIR else default_run_dir(params, aoi)
+    return RunContext(params=params, aoi=aoi, plan=plan, run_dir=run_dir, notes=tuple(notes) + aoi.notes)

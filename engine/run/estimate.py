@@ -1,0 +1,68 @@
+"""Before-the-run estimates of time, storage and Earth Engine tasks (rough, stated as such)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from engine.run.context import RunContext
+
+# Local backend cost per (pixel x optical date), seconds, on one core of the reference machine,
+# all stages included. Measured with benchmarks/area_scaling.py (see benchmarks/RESULTS.md).
+LOCAL_SECONDS_PER_PIXEL_DATE = 6.0e-7
+# Earth Engine: rough minutes per batch task of a budget-sized tile (unconfirmed; depends on load). A tile is
+# ``RunContext.ee_exports_per_tile`` tasks: the model, the outputs image (every product, computed once), the table.
+GEE_MINUTES_PER_TASK = 6.0
+
+
+@dataclass(frozen=True)
+class Estimate:
+    dates: int
+    pixels: int
+    seconds: float
+    bytes: int
+    ee_tasks: int
+    ee_assets: int
+
+
+def ee_counts(ctx: RunContext) -> tuple[int, int]:
+    """(batch tasks, assets) of the run on Earth Engine, whatever the backend: per tile
+    ``ctx.ee_exports_per_tile`` exports (model, outputs image(s), per-image table; assets for all of
+    them with EXPORT_DESTINATION=asset, else the model only), plus the run's folders and mosaics."""
+    to_asset = ctx.params.EXPORT_DESTINATION == "asset"
+    per_tile = ctx.ee_exports_per_tile
+    return (ctx.plan.tasks(per_tile) + ctx.ee_run_exports,
+            ctx.plan.assets(per_tile, to_asset) + ctx.ee_run_exports)
+
+
+def estimate(ctx: RunContext) -> Estimate:
+    plan, params = ctx.plan, ctx.params
+    dates = plan.budget.dates
+    pixels = plan.compute_pixels  # the tiles' cores cut to the AOI's bounding box: what is computed
+    # float32 per-date variables and 7 gap bands, 9-band model; the mask is uint8 in the local cube and
+    # float32 in the gee outputs image (one type for every band)
+    mask_bytes = 4 if params.BACKEND == "gee" else 1
+    per_pixel = dates * (4 * (len(ctx.variables) - 1) + mask_bytes) + 4 * (7 + 9)
+    tasks, assets = ee_counts(ctx) if params.BACKEND == "gee" else (0, 0)
+    if params.BACKEND == "gee":
+        seconds = tasks * GEE_MINUTES_PER_TASK * 60 / params.MAX_RUNNING_EXPORTS
+    else:
+        workers = max(1, params.WORKERS)
+        seconds = pixels * dates * LOCAL_SECONDS_PER_PIXEL_DATE / workers
+    return Estimate(dates, pixels, seconds, pixels * per_pixel, tasks, assets)
+
+
+def human_seconds(s: float) -> str:
+    if s < 90:
+        return f"{s:.0f} s"
+    if s < 5400:
+        return f"{s / 60:.0f} min"
+    if s < 2 * 86400:
+        return f"{s / 3600:.1f} h"
+    return f"{s / 86400:.1f} days"
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
