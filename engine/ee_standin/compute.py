@@ -297,9 +297,6 @@ class ComputeRegistry:
         m.__name__ = f"marker:{marker!r}"
         return self.register(m, handler)
 
-    def unregister(self, handler: Handler) -> None:
-        self._user = [e for e in self._user if e[1] is not handler]
-
     def clear(self) -> None:
         """Remove user handlers (defaults stay)."""
         self._user = []

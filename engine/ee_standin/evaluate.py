@@ -304,10 +304,6 @@ def collection_to_array(images: list[Image]) -> Band:
     return Band("array", fn, DEFAULT_PROJ, array_dims=2)
 
 
-def _axis_index(n_dims: int, axis: int) -> int:
-    return axis if axis >= 0 else n_dims + axis
-
-
 # --- the evaluator --------------------------------------------------------------------------------
 class Evaluator:
     def __init__(self, expr: dict[str, Any], assets: dict[str, Any] | None = None):
@@ -401,19 +397,9 @@ def alg(*names: str):
 
 
 # --- scalars, lists, dictionaries, strings -------------------------------------------------------
-@alg("String")
-def _string(ev, a):
-    return str(a["input"])
-
-
-@alg("String.cat")
-def _cat(ev, a):
-    return str(a["string1"]) + str(a["string2"])
-
-
-@alg("Number.toInt", "Number.int")
-def _toint(ev, a):
-    return int(a["input"])
+alg("String")(lambda ev, a: str(a["input"]))
+alg("String.cat")(lambda ev, a: str(a["string1"]) + str(a["string2"]))
+alg("Number.toInt", "Number.int")(lambda ev, a: int(a["input"]))
 
 
 @alg("List.get")
@@ -430,9 +416,7 @@ def _list_map(ev, a):
     return [x for x in out if x is not None] if a.get("dropNulls") else out
 
 
-@alg("List.size", "List.length")
-def _list_size(ev, a):
-    return len(a["list"])
+alg("List.size", "List.length")(lambda ev, a: len(a["list"]))
 
 
 @alg("List.sequence")
@@ -444,9 +428,7 @@ def _list_sequence(ev, a):
     return list(np.arange(start, end + step / 2, step).tolist())
 
 
-@alg("Dictionary")
-def _dictionary(ev, a):
-    return dict(a.get("input") or {})
+alg("Dictionary")(lambda ev, a: dict(a.get("input") or {}))
 
 
 @alg("Dictionary.get")
@@ -459,9 +441,7 @@ def _dict_get(ev, a):
     raise EEError(f"Dictionary.get: Dictionary does not contain key: {k}.")
 
 
-@alg("Dictionary.set")
-def _dict_set(ev, a):
-    return dict(a["dictionary"], **{a["key"]: a["value"]})
+alg("Dictionary.set")(lambda ev, a: dict(a["dictionary"], **{a["key"]: a["value"]}))
 
 
 @alg("Dictionary.values")
@@ -471,21 +451,17 @@ def _dict_values(ev, a):
     return [d[k] for k in keys]
 
 
-@alg("Dictionary.keys")
-def _dict_keys(ev, a):
-    return sorted(a["dictionary"])
+alg("Dictionary.keys")(lambda ev, a: sorted(a["dictionary"]))
 
 
-@alg("Algorithms.If")
+@alg("Algorithms.If", "If")
 def _if(ev, a):
     c = a.get("condition")
     truthy = bool(c) and not (isinstance(c, (int, float)) and c == 0)
     return a.get("trueCase") if truthy else a.get("falseCase")
 
 
-@alg("Array")
-def _array(ev, a):
-    return np.asarray(a["values"], dtype=np.float64)
+alg("Array")(lambda ev, a: np.asarray(a["values"], dtype=np.float64))
 
 
 def _ms(t: Any) -> int:
@@ -503,9 +479,7 @@ def _date_range(ev, a):
     return DateRange(start, _ms(a["end"]) if a.get("end") is not None else start + DAY_MS)
 
 
-@alg("Date")
-def _date(ev, a):
-    return _ms(a["value"])
+alg("Date")(lambda ev, a: _ms(a["value"]))
 
 
 # --- elements ---------------------------------------------------------------------------------------
@@ -523,19 +497,9 @@ def _with_props(x: Any, props: dict[str, Any]) -> Any:
     raise EEError(f"Element.set: cannot set properties on {type(x).__name__}.")
 
 
-@alg("Element.set")
-def _set(ev, a):
-    return _with_props(a["object"], {a["key"]: a["value"]})
-
-
-@alg("Element.setMulti")
-def _set_multi(ev, a):
-    return _with_props(a["object"], dict(a["properties"]))
-
-
-@alg("Element.get")
-def _get(ev, a):
-    return props_of(a["object"]).get(a["property"])
+alg("Element.set")(lambda ev, a: _with_props(a["object"], {a["key"]: a["value"]}))
+alg("Element.setMulti")(lambda ev, a: _with_props(a["object"], dict(a["properties"])))
+alg("Element.get")(lambda ev, a: props_of(a["object"]).get(a["property"]))
 
 
 @alg("Element.copyProperties", "Image.copyProperties")
@@ -642,14 +606,8 @@ def _f_date_range(ev, a):
     return Filter(test, dates=(r.start, r.end) if fieldname == "system:time_start" else None)
 
 
-@alg("Filter.equals")
-def _f_equals(ev, a):
-    return Filter(lambda x: _field(x, a["leftField"]) == a.get("rightValue"))
-
-
-@alg("Filter.listContains")
-def _f_list_contains(ev, a):
-    return Filter(lambda x: a.get("rightValue") in (_field(x, a["leftField"]) or []))
+alg("Filter.equals")(lambda ev, a: Filter(lambda x: _field(x, a["leftField"]) == a.get("rightValue")))
+alg("Filter.listContains")(lambda ev, a: Filter(lambda x: a.get("rightValue") in (_field(x, a["leftField"]) or [])))
 
 
 @alg("Filter.and")
@@ -726,14 +684,9 @@ def _c_map(ev, a):
     return Coll(out, props=dict(c.props))
 
 
-@alg("Collection.size")
-def _c_size(ev, a):
-    return len(a["collection"].items())
-
-
-@alg("AggregateFeatureCollection.array")
-def _c_aggregate_array(ev, a):
-    return [v for v in (props_of(x).get(a["property"]) for x in a["collection"].items()) if v is not None]
+alg("Collection.size")(lambda ev, a: len(a["collection"].items()))
+alg("AggregateFeatureCollection.array")(lambda ev, a: [
+    v for v in (props_of(x).get(a["property"]) for x in a["collection"].items()) if v is not None])
 
 
 def _band_names_of(images: list[Image]) -> list[str]:
@@ -829,24 +782,12 @@ def collection_reduce(images: list[Image], reducer: R.Reducer, keep_names: bool 
     return Image(bands)
 
 
-@alg("ImageCollection.reduce")
-def _ic_reduce(ev, a):
-    return collection_reduce(a["collection"].items(), a["reducer"])
+alg("ImageCollection.reduce")(lambda ev, a: collection_reduce(a["collection"].items(), a["reducer"]))
 
 
-@alg("reduce.mean")
-def _ic_mean(ev, a):
-    return collection_reduce(a["collection"].items(), R.make("mean"), keep_names=True)
-
-
-@alg("reduce.count")
-def _ic_count(ev, a):
-    return collection_reduce(a["collection"].items(), R.make("count"), keep_names=True)
-
-
-@alg("reduce.median")
-def _ic_median(ev, a):
-    return collection_reduce(a["collection"].items(), R.make("median"), keep_names=True)
+for _k in ("mean", "count", "median"):  # ImageCollection.mean() etc.: band names kept
+    ALGORITHMS[f"reduce.{_k}"] = lambda ev, a, _k=_k: collection_reduce(a["collection"].items(), R.make(_k),
+                                                                       keep_names=True)
 
 
 @alg("ImageCollection.toBands")
@@ -858,15 +799,11 @@ def _ic_to_bands(ev, a):
     return Image(bands, footprint=_footprint_union(images))
 
 
-@alg("ImageCollection.toArray")
-def _ic_to_array(ev, a):
-    return Image([collection_to_array(a["collection"].items())])
+alg("ImageCollection.toArray")(lambda ev, a: Image([collection_to_array(a["collection"].items())]))
 
 
 # --- images: construction, bands, masks -------------------------------------------------------------
-@alg("Image.constant")
-def _img_constant(ev, a):
-    return const_image(a["value"])
+alg("Image.constant")(lambda ev, a: const_image(a["value"]))
 
 
 @alg("Image.load")
@@ -963,9 +900,7 @@ def _img_add_bands(ev, a):
     return dst.with_bands(bands)
 
 
-@alg("Image.bandNames")
-def _img_band_names(ev, a):
-    return as_image(a["image"]).names()
+alg("Image.bandNames")(lambda ev, a: as_image(a["image"]).names())
 
 
 @alg("Image.projection")
@@ -986,9 +921,7 @@ def _img_to_float(ev, a):
     return img.with_bands([unary(b, f) for b in img.bands])
 
 
-@alg("Image.toDouble", "Image.double")
-def _img_to_double(ev, a):
-    return as_image(a.get("value", a.get("image")))
+alg("Image.toDouble", "Image.double")(lambda ev, a: as_image(a.get("value", a.get("image"))))
 
 
 @alg("Image.abs")
@@ -1201,9 +1134,7 @@ def _k_square(ev, a):
     return Kernel(int(np.floor(float(a["radius"]))), "square", fr=float(a["radius"]))
 
 
-@alg("Kernel.circle")
-def _k_circle(ev, a):
-    return Kernel(int(np.floor(float(a["radius"]))), "circle", fr=float(a["radius"]))
+alg("Kernel.circle")(lambda ev, a: Kernel(int(np.floor(float(a["radius"]))), "circle", fr=float(a["radius"])))
 
 
 @alg("Image.reduceNeighborhood")
@@ -1442,24 +1373,13 @@ for _k in ("count", "sum", "mean", "min", "max", "median", "centeredCovariance")
     ALGORITHMS[f"Reducer.{_k}"] = lambda ev, a, _k=_k: R.make(_k)
 
 
-@alg("Reducer.percentile")
-def _r_percentile(ev, a):
-    return R.make("percentile", percentiles=a["percentiles"], outputNames=a.get("outputNames"))
-
-
-@alg("Reducer.intervalMean")
-def _r_interval_mean(ev, a):
-    return R.make("intervalMean", minPercentile=a["minPercentile"], maxPercentile=a["maxPercentile"])
-
-
-@alg("Reducer.linearRegression")
-def _r_linreg(ev, a):
-    return R.make("linearRegression", numX=a["numX"], numY=a.get("numY"))
-
-
-@alg("Reducer.robustLinearRegression")
-def _r_robust(ev, a):
-    return R.make("robustLinearRegression", numX=a["numX"], numY=a.get("numY"), beta=a.get("beta"))
+alg("Reducer.percentile")(lambda ev, a: R.make("percentile", percentiles=a["percentiles"],
+                                               outputNames=a.get("outputNames")))
+alg("Reducer.intervalMean")(lambda ev, a: R.make("intervalMean", minPercentile=a["minPercentile"],
+                                                 maxPercentile=a["maxPercentile"]))
+alg("Reducer.linearRegression")(lambda ev, a: R.make("linearRegression", numX=a["numX"], numY=a.get("numY")))
+alg("Reducer.robustLinearRegression")(lambda ev, a: R.make("robustLinearRegression", numX=a["numX"],
+                                                           numY=a.get("numY"), beta=a.get("beta")))
 
 
 @alg("Reducer.combine")
@@ -1593,11 +1513,6 @@ def to_json(value: Any) -> Any:
 def _point(ev, a):
     x, y = np.asarray(a["coordinates"], dtype=float).ravel()[:2]
     return Geom(shapely.Point(x, y), _proj_arg(a.get("crs")))
-
-
-@alg("If")
-def _if_alias(ev, a):
-    return _if(ev, a)
 
 
 @alg("List.distinct")

@@ -27,8 +27,6 @@ log = logging.getLogger(__name__)
 
 READ_THREADS = max(1, min(4, os.cpu_count() or 1))
 CLEAR_CODES = (0, 2)      # truly observed: clear, or clear but artificially hidden
-CLOUD_CODES = (1, 3)      # cloudy/shadow (3: also artificially hidden)
-OUTSIDE = 255             # outside the AOI (the uint8 fill value)
 
 
 @dataclass

@@ -86,13 +86,13 @@ def _outline(ax, aoi, colour: str = "black", lw: float = 0.8) -> None:
             ax.plot(xy[:, 0] / 1e3, xy[:, 1] / 1e3, color=colour, lw=lw)
 
 
-def _map_axes(ax, extent) -> None:
+def _map_axes(ax, extent, fontsize: int = 7) -> None:
     ax.set_xlim(extent[0], extent[1])
     ax.set_ylim(extent[2], extent[3])
     ax.set_aspect("equal")
     ax.tick_params(labelsize=7)
-    ax.set_xlabel("easting (km)", fontsize=7)
-    ax.set_ylabel("northing (km)", fontsize=7)
+    ax.set_xlabel("easting (km)", fontsize=fontsize)
+    ax.set_ylabel("northing (km)", fontsize=fontsize)
 
 
 def sampling(stride: int) -> str:
@@ -353,12 +353,7 @@ def tile_status(tiles, aoi=None, label_limit: int = 40) -> Figure:
             ax.text(c.x / 1e3, c.y / 1e3, short, ha="center", va="center", fontsize=6)
     _outline(ax, aoi, colour=AOI_COLOUR, lw=1.6)
     pad = 0.03 * max(maxx - minx, maxy - miny)
-    ax.set_xlim((minx - pad) / 1e3, (maxx + pad) / 1e3)
-    ax.set_ylim((miny - pad) / 1e3, (maxy + pad) / 1e3)
-    ax.set_aspect("equal")
-    ax.tick_params(labelsize=7)
-    ax.set_xlabel("easting (km)", fontsize=8)
-    ax.set_ylabel("northing (km)", fontsize=8)
+    _map_axes(ax, ((minx - pad) / 1e3, (maxx + pad) / 1e3, (miny - pad) / 1e3, (maxy + pad) / 1e3), fontsize=8)
     counts = status.value_counts()
     handles = [Patch(facecolor=STATUS_COLOURS.get(s, "#ffff99"), edgecolor="#333333",
                      hatch="//" if s == "split" else None, label=f"{s} ({int(counts[s])})") for s in counts.index]

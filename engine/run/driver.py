@@ -267,19 +267,15 @@ class _Run:
     # --- merge ---
     def _status(self, tile: Tile, stage: str) -> tuple[str, str | None, str | None]:
         """(status, error, failed leaf) of one stage of a tile, following its splits to the leaves."""
-        rec = self.log.get(tile.id, stage)
-        if rec is None:
-            return Status.PENDING, None, None
-        if rec.status == Status.SPLIT:
-            parts = [self._status(Tile.from_id(c, tile.grid.halo), stage) for c in rec.outputs.get("children", [])]
-            failed = [p for p in parts if p[0] == Status.FAILED]
-            if failed:
-                return failed[0]
-            return (Status.PENDING if any(p[0] == Status.PENDING for p in parts) else Status.DONE), None, None
-        if rec.status == Status.FAILED:
-            message = rec.message or "failed"
-            return Status.FAILED, message if stage in (Stage.TRAIN, Stage.FINISH) else f"{stage}: {message}", tile.id
-        return (Status.PENDING if rec.status == Status.RUNNING else rec.status), None, None
+        leaves = self.log.leaves(tile.id, stage)
+        for tid, rec in leaves:
+            if rec is not None and rec.status == Status.FAILED:
+                message = rec.message or "failed"
+                return Status.FAILED, message if stage in (Stage.TRAIN, Stage.FINISH) else f"{stage}: {message}", tid
+        status = [Status.PENDING if r is None or r.status == Status.RUNNING else r.status for _, r in leaves]
+        if len(status) == 1:
+            return status[0], None, None
+        return (Status.PENDING if Status.PENDING in status else Status.DONE), None, None
 
     def merge(self, stats: GlobalStats) -> RunResult:
         statuses: dict[str, str] = {}

@@ -196,6 +196,13 @@ class StageLog:
     def records(self, stage: str | None = None) -> list[StageRecord]:
         return self.ledger.records(stage)
 
+    def leaves(self, tile_id: str, stage: str) -> list[tuple[str, StageRecord | None]]:
+        """(tile id, record or None) of ``stage`` of a tile, following recorded splits to the leaves."""
+        rec = self.get(tile_id, stage)
+        if rec is not None and rec.status == Status.SPLIT:
+            return [leaf for c in rec.outputs.get("children", []) for leaf in self.leaves(c, stage)]
+        return [(tile_id, rec)]
+
     def start(self, tile_id: str, stage: str) -> None:
         self.ledger.start(tile_id, stage, self.h)
 

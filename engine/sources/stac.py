@@ -215,10 +215,6 @@ class StacSource:
                 log.debug("read %d items from %s", len(items), self.catalog)
             return self._static_items
 
-    @staticmethod
-    def _footprint(geobox: GeoBox):
-        return geobox.extent
-
     def _intersects(self, item: pystac.Item, geobox: GeoBox) -> bool:
         if item.geometry is None:
             return True

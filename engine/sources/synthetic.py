@@ -1115,7 +1115,6 @@ class SyntheticSource:
             raise SourceError(f"unknown optical mission(s) {bad}: the synthetic source offers {', '.join(OPTICAL_MISSIONS)}")
         self.missions = ms
         self._root = np.uint64(_mix(np.uint64(self.seed & 0xFFFFFFFFFFFFFFFF) ^ np.uint64(0x5A4E5448)))
-        self._u0 = float(_uniform(np.uint64(_h1(self._root, np.int64(_STREAMS["cover"])))))
         self._cache: OrderedDict[tuple, tuple] = OrderedDict()
         self._cache_size = int(cache_size)
         self._lock = threading.Lock()
@@ -1409,33 +1408,3 @@ class SyntheticSource:
             attrs={"crs": str(geobox.crs), "classes": str(LAND_COVER_CLASSES)},
         )
 
-
-def bench(size: int = 512, n_optical: int = 46, n_sar: int = 46, epsg: int = 32755, res: float = 30.0) -> dict[str, float]:
-    """Time generating one tile (seconds, second call: numba compiled, caches cleared)."""
-    import time
-
-    from tiling.grid import GridSpec
-
-    grid = GridSpec(epsg, res, size, 11)
-    gb = grid.geobox(5000, -205000, size, size)
-    src = SyntheticSource(0)
-    opt = src.optical_catalog(gb, "L8" if res >= 20 else "S2", "2019-01-01", "2030-01-01")["id"][:n_optical].tolist()
-    sar = src.sar_catalog(gb, "2019-01-01", "2030-01-01")["id"][:n_sar].tolist()
-    # warm up (compile)
-    small = grid.geobox(0, 0, 16, 16)
-    src.read_optical(small, opt[:2]), src.read_sar(small, sar[:2]), src.read_truth_ndvi(small, opt[:2])
-    src._cache.clear()
-    out = {}
-    t = time.perf_counter()
-    src._static(gb)
-    out["static"] = time.perf_counter() - t
-    t = time.perf_counter()
-    src.read_optical(gb, opt)
-    out["optical"] = time.perf_counter() - t
-    t = time.perf_counter()
-    src.read_sar(gb, sar)
-    out["sar"] = time.perf_counter() - t
-    t = time.perf_counter()
-    src.read_truth_ndvi(gb, opt)
-    out["truth"] = time.perf_counter() - t
-    return out

@@ -148,6 +148,15 @@ class EEApi:
         )
         return retrying(once)
 
+    def call_or(self, make: Callable[[], Any], what: str, missing: Any = None) -> Any:
+        """``call``, answering ``missing`` where the resource does not exist (HTTP 404)."""
+        try:
+            return self.call(make, what)
+        except EarthEngineError as e:
+            if getattr(e, "http_status", None) == 404:
+                return missing
+            raise
+
     @staticmethod
     def _projects() -> Any:
         import ee
@@ -193,21 +202,11 @@ class EEApi:
         return self.call(lambda: self._projects().operations().list(**kw), "listOperations")
 
     def get_operation(self, name: str) -> dict[str, Any] | None:
-        try:
-            return self.call(lambda: self._projects().operations().get(name=name), f"getOperation {name}")
-        except EarthEngineError as e:
-            if getattr(e, "http_status", None) == 404:
-                return None
-            raise
+        return self.call_or(lambda: self._projects().operations().get(name=name), f"getOperation {name}")
 
     # --- assets ---
     def get_asset(self, name: str) -> dict[str, Any] | None:
-        try:
-            return self.call(lambda: self._projects().assets().get(name=name), f"getAsset {name}")
-        except EarthEngineError as e:
-            if getattr(e, "http_status", None) == 404:
-                return None
-            raise
+        return self.call_or(lambda: self._projects().assets().get(name=name), f"getAsset {name}")
 
     def list_assets(self, parent: str) -> list[dict[str, Any]]:
         """Every child of a folder (all pages); [] if the folder does not exist."""
@@ -217,12 +216,9 @@ class EEApi:
             kw: dict[str, Any] = {"parent": parent, "pageSize": 1000}
             if token:
                 kw["pageToken"] = token
-            try:
-                page = self.call(lambda: self._projects().assets().listAssets(**kw), f"listAssets {parent}")
-            except EarthEngineError as e:
-                if getattr(e, "http_status", None) == 404:
-                    return out
-                raise
+            page = self.call_or(lambda: self._projects().assets().listAssets(**kw), f"listAssets {parent}")
+            if page is None:
+                return out
             out.extend(page.get("assets", []))
             token = page.get("nextPageToken")
             if not token:
@@ -242,10 +238,6 @@ class EEApi:
             raise
 
     def delete_asset(self, name: str) -> bool:
-        try:
-            self.call(lambda: self._projects().assets().delete(name=name), f"deleteAsset {name}")
-            return True
-        except EarthEngineError as e:
-            if getattr(e, "http_status", None) == 404:
-                return False
-            raise
+        """Delete an asset; False if it did not exist."""
+        return self.call_or(lambda: self._projects().assets().delete(name=name), f"deleteAsset {name}", False) \
+            is not False

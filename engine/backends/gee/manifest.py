@@ -18,16 +18,16 @@ STANDIN_WARNING = ("SYNTHETIC DATA: Earth Engine API at a loopback address (the 
 
 def _leaves(ex: GeeExecutor, tile_id: str, output: str) -> list[dict[str, Any]]:
     """The records of one output of a tile, following stage-B splits to the leaves."""
-    rec = ex.log.get(tile_id, output)
-    if rec is None:
-        return [{"tile": tile_id, "status": Status.PENDING.value}]
-    if rec.status == Status.SPLIT:
-        return [leaf for c in rec.outputs.get("children", []) for leaf in _leaves(ex, c, output)]
-    entry = {"tile": tile_id, "status": {"running": "pending"}.get(rec.status, rec.status), "attempts": rec.attempts,
-             "operation": rec.operation, **{k: v for k, v in rec.outputs.get(output, {}).items() if k in ("asset", "uri")}}
-    if rec.message:
-        entry["message"] = rec.message
-    return [entry]
+    out: list[dict[str, Any]] = []
+    for tid, rec in ex.log.leaves(tile_id, output):
+        if rec is None:
+            out.append({"tile": tid, "status": Status.PENDING.value})
+            continue
+        out.append({"tile": tid, "status": {"running": "pending"}.get(rec.status, rec.status),
+                    "attempts": rec.attempts, "operation": rec.operation,
+                    **{k: v for k, v in rec.outputs.get(output, {}).items() if k in ("asset", "uri")},
+                    **({"message": rec.message} if rec.message else {})})
+    return out
 
 
 def _output(ex: GeeExecutor, tile_id: str, output: str) -> dict[str, Any]:

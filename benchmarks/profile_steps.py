@@ -1,0 +1,169 @@
+"""Where a tile's time goes: a per-step profile of the local backend's two tile stages.
+
+    python -m benchmarks.profile_steps [--area-km2 1000] [--mission L8] [--start 2019-01-01]
+                                       [--end 2021-01-01] [--threads 1]
+
+Runs the global pass, then one tile's stage A and B in this process (the tile of the plan with
+the most AOI pixels), with every science step, source read and write wrapped in a timer that
+counts exclusive seconds (a step's time excludes the steps it calls). Prints a table: seconds,
+share of the tile, and the multiple of the regression's own time. The synthetic source's cost is
+printed separately, per pixel-date, next to the engine's own cost per pixel-date (issue 14: at
+most a quarter). Numba runs ``--threads`` threads (1: per-core figures).
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import functools
+import shutil
+import sys
+import time
+import tracemalloc
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numba
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.harness import machine, make_context, square_aoi  # noqa: E402
+from benchmarks.scene import kernel_mpx_per_core  # noqa: E402
+from engine.backends.local import finish, inputs, train  # noqa: E402
+from engine.backends.local.global_pass import global_pass  # noqa: E402
+from engine.backends.local.sink import TileSink  # noqa: E402
+from engine.backends.sample_reduce import reduce_from_samples  # noqa: E402
+from engine.run.rundir import RunDir  # noqa: E402
+from engine.science import sar  # noqa: E402
+from engine.sources.synthetic import SyntheticSource  # noqa: E402
+
+SOURCE = "source (synthetic)"
+
+
+class Timers:
+    """Exclusive seconds per step name: time inside a wrapped call minus its wrapped callees."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = defaultdict(float)
+        self._stack: list[list[float]] = []  # [start, time spent in callees]
+
+    def wrap(self, name: str, func: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(func)
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            self._stack.append([time.perf_counter(), 0.0])
+            try:
+                return func(*args, **kwargs)
+            finally:
+                start, inner = self._stack.pop()
+                total = time.perf_counter() - start
+                self.seconds[name] += total - inner
+                if self._stack:
+                    self._stack[-1][1] += total
+
+        return timed
+
+
+# (module, attribute, step): the functions the tile stages call, as they name them
+STEPS = [
+    (inputs, "cloud_mask", "optical: cloud mask"), (inputs, "ndvi", "optical: NDVI"),
+    (train, "gap_statistics", "gap statistics"), (sar, "composite", "SAR composites"),
+    (sar, "box_mean", "covariates: 21 x 21 neighbourhood"), (sar, "focal_median3", "covariates: focal medians"),
+    (sar, "covariates", "covariates: the rest"), (train, "robust_fit", "regression"), (train, "predict", "prediction"),
+    (finish, "pca_smooth", "PCA smoothing"), (finish, "calibrate", "calibration"), (finish, "fill", "fill"),
+    (finish, "score", "skill and baselines"),
+]
+WRITES = ("model", "work_arrays", "sample", "cube", "load")
+
+
+@contextmanager
+def instrumented(timers: Timers, source: SyntheticSource) -> Iterator[None]:
+    saved: list[tuple[Any, str, Any]] = []
+    for module, attr, step in STEPS:
+        if hasattr(module, attr):
+            saved.append((module, attr, getattr(module, attr)))
+            setattr(module, attr, timers.wrap(step, getattr(module, attr)))
+    for attr in WRITES:
+        saved.append((TileSink, attr, getattr(TileSink, attr)))
+        setattr(TileSink, attr, timers.wrap("writes (model, work files, cube)", getattr(TileSink, attr)))
+    for attr in ("read_optical", "read_sar", "read_truth_ndvi"):
+        setattr(source, attr, timers.wrap(SOURCE, getattr(source, attr)))
+    try:
+        yield
+    finally:
+        for obj, attr, value in saved:
+            setattr(obj, attr, value)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--area-km2", type=float, default=1000.0)
+    ap.add_argument("--mission", default="L8")
+    ap.add_argument("--start", default="2019-01-01")
+    ap.add_argument("--end", default="2021-01-01")
+    ap.add_argument("--threads", type=int, default=1, help="numba threads (1: per-core figures)")
+    ap.add_argument("--scratch", type=Path, default=Path("runs/bench"))
+    a = ap.parse_args(argv)
+    print(f"machine: {machine()}")
+    kernel = kernel_mpx_per_core()
+    print(f"regression kernel: {kernel:.3f} Mpx/s per core (robust_fit, 46 dates, one thread)", flush=True)
+    numba.set_num_threads(a.threads)
+
+    aoi = square_aoi(a.area_km2)
+    ctx = make_context(aoi, a.scratch / f"profile_{aoi.name}", OPTICAL_MISSION=a.mission,
+                       START_DATE=dt.date.fromisoformat(a.start), END_DATE=dt.date.fromisoformat(a.end), WORKERS=1)
+    shutil.rmtree(ctx.run_dir, ignore_errors=True)
+    RunDir(ctx.run_dir).root.mkdir(parents=True)
+    source = SyntheticSource(ctx.params.SYNTHETIC_SEED, missions=[a.mission])
+    t0 = time.perf_counter()
+    stats = global_pass(ctx, source)
+    t_global = time.perf_counter() - t0
+    tile = max(ctx.plan.tiles, key=lambda t: t.core.intersection(ctx.plan.aoi).area)
+    window = ctx.plan.compute_window(tile)
+    dates, paired = len(stats.images), int(stats.paired.shape[0])
+    print(f"AOI {aoi.name}: {len(ctx.plan.tiles)} tiles of {ctx.plan.grid.tile_size} px; profiled tile {tile.id}: "
+          f"{window.width} x {window.height} px computed, {dates} optical dates ({paired} paired), "
+          f"{len(stats.sar)} S1 images; global pass {t_global:.1f} s", flush=True)
+
+    # warm-up: the numba kernels compile (or load their cache) outside the profile
+    train.train_tile(ctx, tile, stats, source)
+    timers = Timers()
+    tracemalloc.start()
+    with instrumented(timers, source):
+        t0 = time.perf_counter()
+        outcome = train.train_tile(ctx, tile, stats, source)
+        t_train = time.perf_counter() - t0
+        peak_train = tracemalloc.get_traced_memory()[1]
+        tracemalloc.reset_peak()
+        sample = np.load(RunDir(ctx.run_dir).work_dir(tile.id) / "sample.npz")
+        reduction = reduce_from_samples(ctx, stats, sample["pred"], sample["obs"], sample["mask"])
+        t0 = time.perf_counter()
+        finish.finish_tile(ctx, tile, stats, reduction, source)
+        t_finish = time.perf_counter() - t0
+        peak_finish = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    total = t_train + t_finish
+    timers.seconds["other (glue, masks, copies)"] = total - sum(timers.seconds.values())
+    regression = timers.seconds["regression"]
+    print(f"tile: train {t_train:.2f} s ({outcome.status}), finish {t_finish:.2f} s, numba threads {a.threads}; "
+          f"peak traced memory (numpy and Python): train {peak_train / 2**20:,.0f} MiB, finish "
+          f"{peak_finish / 2**20:,.0f} MiB; the plan's model of a tile: "
+          f"{ctx.plan.budget.tile_bytes(ctx.plan.grid.tile_size) / 2**20:,.0f} MiB")
+    print("\n| step | seconds | share | x regression |\n|---|---|---|---|")
+    for name, s in sorted(timers.seconds.items(), key=lambda kv: -kv[1]):
+        print(f"| {name} | {s:.2f} | {s / total:.0%} | {s / regression:.2f} |")
+    print(f"| all | {total:.2f} | 100% | {total / regression:.2f} |")
+    pixel_dates = window.width * window.height * dates
+    src = timers.seconds[SOURCE]
+    engine = total - src
+    print(f"\nper pixel-date ({window.width * window.height:,} px x {dates} dates): synthetic source "
+          f"{src / pixel_dates * 1e9:.0f} ns, engine {engine / pixel_dates * 1e9:.0f} ns, ratio "
+          f"{src / engine:.2f} (target <= 0.25); regression alone {regression / pixel_dates * 1e9:.0f} ns")
+    shutil.rmtree(ctx.run_dir, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
