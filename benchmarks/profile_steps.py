@@ -27,6 +27,7 @@ from typing import Any
 
 import numba
 import numpy as np
+import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -36,6 +37,7 @@ from engine.backends.local import finish, inputs, train  # noqa: E402
 from engine.backends.local.global_pass import global_pass  # noqa: E402
 from engine.backends.local.sink import TileSink  # noqa: E402
 from engine.backends.sample_reduce import reduce_from_samples  # noqa: E402
+from engine.run.cube import create_cube  # noqa: E402
 from engine.run.rundir import RunDir  # noqa: E402
 from engine.science import sar  # noqa: E402
 from engine.sources.synthetic import SyntheticSource  # noqa: E402
@@ -75,7 +77,8 @@ STEPS = [
     (finish, "pca_smooth", "PCA smoothing"), (finish, "calibrate", "calibration"), (finish, "fill", "fill"),
     (finish, "score", "skill and baselines"),
 ]
-WRITES = ("model", "work_arrays", "sample", "cube", "load")
+IO = {"model": "writes: model COG", "work_arrays": "writes: work files", "sample": "writes: statistics sample",
+      "cube": "writes: cube chunks", "load": "reads: work files"}
 
 
 @contextmanager
@@ -85,9 +88,9 @@ def instrumented(timers: Timers, source: SyntheticSource) -> Iterator[None]:
         if hasattr(module, attr):
             saved.append((module, attr, getattr(module, attr)))
             setattr(module, attr, timers.wrap(step, getattr(module, attr)))
-    for attr in WRITES:
+    for attr, step in IO.items():
         saved.append((TileSink, attr, getattr(TileSink, attr)))
-        setattr(TileSink, attr, timers.wrap("writes (model, work files, cube)", getattr(TileSink, attr)))
+        setattr(TileSink, attr, timers.wrap(step, getattr(TileSink, attr)))
     for attr in ("read_optical", "read_sar", "read_truth_ndvi"):
         setattr(source, attr, timers.wrap(SOURCE, getattr(source, attr)))
     try:
@@ -120,6 +123,9 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     stats = global_pass(ctx, source)
     t_global = time.perf_counter() - t0
+    p = ctx.params
+    create_cube(RunDir(ctx.run_dir).cube, ctx.plan.grid, list(ctx.plan.tiles), pd.DatetimeIndex(stats.paired["time"]),
+                ["filled", "mask", "prediction", "observation"] + ["smoothed"] * p.EXPORT_PCA, {})
     tile = max(ctx.plan.tiles, key=lambda t: t.core.intersection(ctx.plan.aoi).area)
     window = ctx.plan.compute_window(tile)
     dates, paired = len(stats.images), int(stats.paired.shape[0])
@@ -127,8 +133,12 @@ def main(argv: list[str] | None = None) -> int:
           f"{window.width} x {window.height} px computed, {dates} optical dates ({paired} paired), "
           f"{len(stats.sar)} S1 images; global pass {t_global:.1f} s", flush=True)
 
-    # warm-up: the numba kernels compile (or load their cache) outside the profile
+    # warm-up: the numba kernels compile (or load their cache) outside the profile; the AOI-wide
+    # reduce (of this tile's sample only) is not a tile step
     train.train_tile(ctx, tile, stats, source)
+    sample = np.load(RunDir(ctx.run_dir).work_dir(tile.id) / "sample.npz")
+    reduction = reduce_from_samples(ctx, stats, sample["pred"], sample["obs"], sample["mask"])
+    finish.finish_tile(ctx, tile, stats, reduction, source)
     timers = Timers()
     tracemalloc.start()
     with instrumented(timers, source):
@@ -137,8 +147,6 @@ def main(argv: list[str] | None = None) -> int:
         t_train = time.perf_counter() - t0
         peak_train = tracemalloc.get_traced_memory()[1]
         tracemalloc.reset_peak()
-        sample = np.load(RunDir(ctx.run_dir).work_dir(tile.id) / "sample.npz")
-        reduction = reduce_from_samples(ctx, stats, sample["pred"], sample["obs"], sample["mask"])
         t0 = time.perf_counter()
         finish.finish_tile(ctx, tile, stats, reduction, source)
         t_finish = time.perf_counter() - t0

@@ -2,15 +2,47 @@
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 
 from engine.science.neighbourhood import box_mean, focal_median3
 
-__all__ = ["COVARIATES", "NOISE_FLOOR_DB", "composite", "covariates"]
+__all__ = ["COVARIATES", "NOISE_FLOOR_DB", "composite", "covariates", "window_mean", "window_members"]
 
 COVARIATES = ("VV_mean", "VH_mean", "VV_diff", "VH_diff", "VV_Nmean", "VH_Nmean", "VV_Ndiff", "VH_Ndiff")
 
 NOISE_FLOOR_DB = -40.0  # values <= this are border noise and masked
+
+
+@numba.njit(cache=True)
+def _window_mean(images, members, out):
+    _, ny, nx = images.shape
+    for r in range(ny):
+        for c in range(nx):
+            total = 0.0  # float64, members in order: the sums do not depend on how images are held
+            n = 0
+            for s in members:
+                v = images[s, r, c]
+                if v > NOISE_FLOOR_DB:  # False for NaN
+                    total += v
+                    n += 1
+            out[r, c] = total / n if n > 0 else np.nan
+
+
+def window_mean(images: np.ndarray, members: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """``out`` (y, x) <- per-pixel mean (dB) of ``images[members]`` (S, y, x) over values above the
+    noise floor, NaN where none: one fused pass, no temporaries."""
+    members = np.asarray(members, dtype=np.int64)
+    if members.size == 0:
+        out[...] = np.nan
+    else:
+        _window_mean(np.ascontiguousarray(images), members, out)
+    return out
+
+
+def window_members(sar_days: np.ndarray, day: int, half_window: int) -> np.ndarray:
+    """Indices of the SAR days in [day - half_window, day + half_window)."""
+    return np.flatnonzero((sar_days >= day - half_window) & (sar_days < day + half_window))
 
 
 def composite(
@@ -21,32 +53,19 @@ def composite(
     ``sar_db`` (S, y, x), ``sar_days`` (S,) and ``target_days`` (T,) are integer days. Values that
     are NaN or <= -40 dB are masked. Returns ``composite`` (T, y, x) float32 (NaN where no image
     in the window is valid) and ``counts`` (T,) int64, the number of SAR *scenes* in each window
-    (not per pixel). Accumulates one window at a time in float64, never a (T, S, y, x) array.
+    (not per pixel). Accumulates in float64 per pixel, never a (T, S, y, x) array.
     """
     sar_db = np.asarray(sar_db)
     sar_days = np.asarray(sar_days).astype(np.int64)
     target_days = np.asarray(target_days).astype(np.int64)
-    if sar_db.ndim < 1 or sar_db.shape[0] != sar_days.shape[0]:
-        raise ValueError(f"sar_db has shape {sar_db.shape} but there are {sar_days.shape[0]} SAR days")
-    space = sar_db.shape[1:]
-    out = np.full((target_days.shape[0],) + space, np.nan, dtype=np.float32)
+    if sar_db.ndim != 3 or sar_db.shape[0] != sar_days.shape[0]:
+        raise ValueError(f"sar_db has shape {sar_db.shape}; expected ({sar_days.shape[0]}, y, x), one image per SAR day")
+    out = np.empty((target_days.shape[0], *sar_db.shape[1:]), dtype=np.float32)
     counts = np.zeros(target_days.shape[0], dtype=np.int64)
-    total = np.empty(space, dtype=np.float64)
-    n = np.empty(space, dtype=np.int64)
     for i, t in enumerate(target_days):
-        members = np.flatnonzero((sar_days >= t - half_window) & (sar_days < t + half_window))
+        members = window_members(sar_days, int(t), half_window)
         counts[i] = members.size
-        if members.size == 0:
-            continue
-        total.fill(0.0)
-        n.fill(0)
-        for s in members:
-            img = sar_db[s]
-            ok = img > NOISE_FLOOR_DB  # False for NaN
-            total += np.where(ok, img, 0.0)
-            n += ok
-        with np.errstate(invalid="ignore", divide="ignore"):
-            out[i] = np.where(n > 0, total / n, np.nan)
+        window_mean(sar_db, members, out[i])
     return out, counts
 
 

@@ -14,6 +14,7 @@ from engine.backends.local.inputs import Optical
 from engine.backends.local.train import train_products
 from engine.run.stages import GlobalStats, Reduction
 from engine.science.gaps import GAP_BANDS
+from engine.science.sar import composite
 from tiling.grid import GridSpec, Tile
 
 N, SIZE, HALO = 24, 32, 12
@@ -39,14 +40,15 @@ def tile_inputs():
     inside = np.ones((side, side), bool)
     inside[:, :8] = False  # the AOI cuts the tile's western edge
     params = Parameters(OPTICAL_MISSION="L8", START_DATE="2021-01-01", END_DATE="2022-01-15", KEEP_CLEAR_OBSERVED=True)
-    return params, stats, tile, inside, opt, vv, vh, days
+    vv_c, vh_c = (composite(a, days, days, params.SAR_WINDOW_DAYS)[0] for a in (vv, vh))  # every date paired
+    return params, stats, tile, inside, opt, vv_c, vh_c
 
 
 def test_train_then_finish_from_arrays_alone(tile_inputs, tmp_path, monkeypatch):
-    params, stats, tile, inside, opt, vv, vh, days = tile_inputs
+    params, stats, tile, inside, opt, vv_c, vh_c = tile_inputs
     monkeypatch.chdir(tmp_path)  # nothing may be written anywhere
-    a = train_products(params, stats, tile.window, HALO, inside, opt, vv, vh, days)
-    again = train_products(params, stats, tile.window, HALO, inside, opt, vv, vh, days)
+    a = train_products(params, stats, tile.window, HALO, inside, opt, vv_c, vh_c)
+    again = train_products(params, stats, tile.window, HALO, inside, opt, vv_c, vh_c)
     assert np.array_equal(a.coef, again.coef, equal_nan=True)  # deterministic
     assert a.coef.shape == (9, SIZE, SIZE) and set(a.cube) == set(GAP_BANDS)
     assert {k: v.shape for k, v in a.work.items()} == {k: (N, SIZE + 2, SIZE + 2) for k in ("pred", "obs", "mask")}

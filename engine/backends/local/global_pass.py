@@ -18,10 +18,9 @@ from shapely.geometry.base import BaseGeometry
 from engine.backends import aoi_stats
 from engine.backends.pairing import pair_and_split, sample_step, skill_step
 from engine.run.stages import GlobalStats
-from engine.backends.local.inputs import inside_mask, read_optical, read_sar, to_days
+from engine.backends.local.inputs import inside_mask, read_composites, read_optical, to_days
 from engine.run.context import RunContext
 from engine.errors import DataError
-from engine.science import sar as sar_science
 from engine.sources.base import Source
 from tiling.grid import GridSpec, Window
 
@@ -44,9 +43,7 @@ def tile_image_sums(source: Source, aoi: BaseGeometry, gbox: GeoBox, mission: st
         return aoi_stats.add([], n)
     opt = read_optical(source, gbox, optical_ids, mission)
     if sar_ids:
-        vv, vh = read_sar(source, gbox, sar_ids)
-        vv_c, _ = sar_science.composite(vv, sar_days, optical_days, window_days)
-        vh_c, _ = sar_science.composite(vh, sar_days, optical_days, window_days)
+        vv_c, vh_c = read_composites(source, gbox, sar_ids, sar_days, optical_days, window_days)
     else:
         vv_c = vh_c = np.full(opt.valid.shape, np.nan, np.float32)
     return aoi_stats.tile_sums(opt.valid, opt.cloudy, vv_c, vh_c, inside)

@@ -11,6 +11,7 @@ from odc.geo.geobox import GeoBox
 from shapely.geometry.base import BaseGeometry
 
 from engine.science.optical import cloud_mask, ndvi
+from engine.science.sar import window_mean, window_members
 from engine.sources.base import Source
 
 EPOCH = np.datetime64("1970-01-01", "D")
@@ -88,3 +89,42 @@ def read_sar(source: Source, geobox: GeoBox, ids: Sequence[str]) -> tuple[np.nda
         vv[i:i + len(chunk)] = ds["vv"].values
         vh[i:i + len(chunk)] = ds["vh"].values
     return vv, vh
+
+
+def read_composites(source: Source, geobox: GeoBox, sar_ids: Sequence[str], sar_days: np.ndarray,
+                    target_days: np.ndarray, half_window: int) -> tuple[np.ndarray, np.ndarray]:
+    """The VV and VH composites (T, y, x) float32 of ``target_days`` (step 3), streamed: each S1
+    image a window needs is read once, a chunk ahead, and its slot freed once no later date needs
+    it, so memory holds one window's images and one chunk, not the period's stack. Equal bit for
+    bit to ``engine.science.sar.composite`` of the whole stack."""
+    h, w = geobox.shape
+    sar_days = np.asarray(sar_days, np.int64)
+    targets = np.asarray(target_days, np.int64)
+    order = np.argsort(targets, kind="stable")
+    wanted = [window_members(sar_days, int(t), half_window) for t in targets]
+    needed = np.unique(np.concatenate([np.zeros(0, np.int64), *wanted]))
+    needed = needed[np.argsort(sar_days[needed], kind="stable")]  # read in time order
+    last_use = {int(s): int(i) for i in order for s in wanted[i]}
+    out = np.empty((2, len(targets), h, w), np.float32)
+    held = np.empty((2, 0, h, w), np.float32)  # VV, VH of the images in use, one slot each
+    slot: dict[int, int] = {}
+    free: list[int] = []
+    cursor = 0
+    for i in order:
+        while any(int(s) not in slot for s in wanted[i]):
+            chunk = [int(s) for s in needed[cursor:cursor + CHUNK_IMAGES]]
+            cursor += len(chunk)
+            if len(free) < len(chunk):  # grow (rarely: the slots of one window and one chunk)
+                free += range(held.shape[1], held.shape[1] + CHUNK_IMAGES)
+                held = np.concatenate([held, np.empty((2, CHUNK_IMAGES, h, w), np.float32)], axis=1)
+            ds = source.read_sar(geobox, [sar_ids[s] for s in chunk])
+            for k, s in enumerate(chunk):
+                slot[s] = free.pop()
+                held[0, slot[s]], held[1, slot[s]] = ds["vv"].values[k], ds["vh"].values[k]
+        members = np.array([slot[int(s)] for s in wanted[i]], np.int64)
+        for band in range(2):
+            window_mean(held[band], members, out[band, i])
+        for s in wanted[i]:
+            if last_use[int(s)] == i:
+                free.append(slot.pop(int(s)))
+    return out[0], out[1]

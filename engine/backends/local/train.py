@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from config.parameters import Parameters
-from engine.backends.local.inputs import Optical, Stopwatch, inside_mask, read_optical, read_sar
+from engine.backends.local.inputs import Optical, Stopwatch, inside_mask, read_composites, read_optical
 from engine.backends.local.sink import TileSink
 from engine.run.context import RunContext
 from engine.run.rundir import RunDir
@@ -58,9 +58,9 @@ def sar_window(stats: GlobalStats, params: Parameters) -> pd.DataFrame:
 
 
 def train_products(params: Parameters, stats: GlobalStats, window: Window, halo: int, inside_h: np.ndarray,
-                   opt: Optical, vv: np.ndarray, vh: np.ndarray, sar_days: np.ndarray) -> TrainProducts:
+                   opt: Optical, vv_c: np.ndarray, vh_c: np.ndarray) -> TrainProducts:
     """Job 1 (gap statistics) and job 2 steps 1-7 on a tile's compute ``window`` read with its
-    ``halo``: pure, from arrays."""
+    ``halo``: pure, from arrays (``vv_c`` / ``vh_c``: the paired dates' SAR composites, step 3)."""
     p = params
     images = stats.images
     core = (slice(halo, -halo), slice(halo, -halo))
@@ -82,8 +82,6 @@ def train_products(params: Parameters, stats: GlobalStats, window: Window, halo:
         d = int(np.flatnonzero(images["id"].to_numpy() == stats.donor_id)[0])
         mask = apply_artificial_mask(mask, labels, (opt.valid[d] & opt.cloudy[d]).astype(np.uint8))
     days = images["day"].to_numpy()[paired]
-    vv_c, _ = sar_science.composite(vv, sar_days, days, p.SAR_WINDOW_DAYS)
-    vh_c, _ = sar_science.composite(vh, sar_days, days, p.SAR_WINDOW_DAYS)
     pimg = images[paired]
     cov = sar_science.covariates(vv_c, vh_c, pimg["vv_mean"].to_numpy(np.float32),
                                  pimg["vh_mean"].to_numpy(np.float32), crop=margin)
@@ -95,21 +93,17 @@ def train_products(params: Parameters, stats: GlobalStats, window: Window, halo:
     inside_m = inside_h[margin]
     hm, wm = inside_m.shape
     n_dates = len(days)
-    idx = np.flatnonzero(inside_m.ravel())
     cov_px = cov.reshape(8, n_dates, hm * wm)  # covariates come cropped to the margin window
     y_px = np.ascontiguousarray(ndvi[:, margin[0], margin[1]]).reshape(n_dates, hm * wm)
     m_px = mask[:, margin[0], margin[1]].reshape(n_dates, hm * wm)
-    if idx.size < hm * wm:  # a gather only where the AOI cuts the tile
-        cov_px, y_px, m_px = cov_px[:, :, idx], y_px[:, idx], m_px[:, idx]
-    train = np.isin(labels, TRAIN_LABELS)[:, None] & (m_px == 0) & np.isfinite(y_px)
+    # no gather of the 8-band stack where the AOI cuts the tile: pixels outside train on nothing,
+    # so the fit leaves them masked (NaN) at the cost of a count
+    train = np.isin(labels, TRAIN_LABELS)[:, None] & (m_px == 0) & np.isfinite(y_px) & inside_m.reshape(1, -1)
     coef_px = robust_fit(cov_px, y_px, train)
-    coef = np.full((len(COEF_BANDS), hm * wm), np.nan, np.float32)
-    coef[:, idx] = coef_px
-    coef = coef.reshape(len(COEF_BANDS), hm, wm)
+    coef = coef_px.reshape(len(COEF_BANDS), hm, wm)
 
     # Step 7: predictions for every paired image (core + margin), kept for stage B.
-    pred = np.full((n_dates, hm * wm), np.nan, np.float32)
-    pred[:, idx] = predict(cov_px, coef_px)
+    pred = predict(cov_px, coef_px)
     pred = pred.reshape(n_dates, hm, wm)
 
     # Rows of the statistics sample for the global reduce (PCA basis, calibration).
@@ -122,7 +116,7 @@ def train_products(params: Parameters, stats: GlobalStats, window: Window, halo:
     return TrainProducts(
         coef=coef[:, 1:-1, 1:-1], cube=cube, sample=sample,
         work={"pred": pred, "obs": ndvi[:, margin[0], margin[1]], "mask": mask[:, margin[0], margin[1]]},
-        stats={"pixels": int(inside_core.sum()), "model_pixels": trained, "masked_pixels": int(len(idx) - trained),
+        stats={"pixels": int(inside_core.sum()), "model_pixels": trained, "masked_pixels": int(inside_m.sum()) - trained,
                "sample_rows": int(sel.sum())})
 
 
@@ -144,10 +138,11 @@ def train_tile(ctx: RunContext, tile: Tile, stats: GlobalStats, source: Source) 
     if not (opt.valid[:, core[0], core[1]] & inside_h[core]).any():
         return TileOutcome(tile.id, "train", "empty", message="no valid optical pixel in the tile")
     near = sar_window(stats, p)
-    with reading:
-        vv, vh = read_sar(source, hgbox, list(near["id"]))
-    products = train_products(p, stats, window, halo, inside_h, opt, vv, vh, near["day"].to_numpy())
-    del vv, vh
+    days = stats.images["day"].to_numpy()[stats.images["paired"].to_numpy()]
+    with reading:  # the source's reads and the composites they stream into
+        vv_c, vh_c = read_composites(source, hgbox, list(near["id"]), near["day"].to_numpy(), days, p.SAR_WINDOW_DAYS)
+    products = train_products(p, stats, window, halo, inside_h, opt, vv_c, vh_c)
+    del vv_c, vh_c
     sink = TileSink(RunDir(ctx.run_dir), tile, window)
     outputs = {**sink.model(products.coef), **sink.work_arrays(products.work), **sink.sample(**products.sample),
                **sink.cube(products.cube)}
