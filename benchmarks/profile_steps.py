@@ -71,7 +71,7 @@ class Timers:
 # (module, attribute, step): the functions the tile stages call, as they name them
 STEPS = [
     (inputs, "cloud_mask", "optical: cloud mask"), (inputs, "ndvi", "optical: NDVI"),
-    (train, "gap_statistics", "gap statistics"), (sar, "composite", "SAR composites"),
+    (train, "gap_statistics", "gap statistics"), (train, "read_composites", "SAR composites"), (sar, "composite", "SAR composites"),
     (sar, "box_mean", "covariates: 21 x 21 neighbourhood"), (sar, "focal_median3", "covariates: focal medians"),
     (sar, "covariates", "covariates: the rest"), (train, "robust_fit", "regression"), (train, "predict", "prediction"),
     (finish, "pca_smooth", "PCA smoothing"), (finish, "calibrate", "calibration"), (finish, "fill", "fill"),
@@ -134,29 +134,30 @@ def main(argv: list[str] | None = None) -> int:
           f"{len(stats.sar)} S1 images; global pass {t_global:.1f} s", flush=True)
 
     # warm-up: the numba kernels compile (or load their cache) outside the profile; the AOI-wide
-    # reduce (of this tile's sample only) is not a tile step
+    # reduce (of this tile's sample only) is not a tile step. The warm-up also measures memory:
+    # tracemalloc slows numba's own allocations some tenfold, so it is off while timing.
+    tracemalloc.start()
     train.train_tile(ctx, tile, stats, source)
+    peak_train = tracemalloc.get_traced_memory()[1]
     sample = np.load(RunDir(ctx.run_dir).work_dir(tile.id) / "sample.npz")
     reduction = reduce_from_samples(ctx, stats, sample["pred"], sample["obs"], sample["mask"])
+    tracemalloc.reset_peak()
     finish.finish_tile(ctx, tile, stats, reduction, source)
+    peak_finish = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
     timers = Timers()
-    tracemalloc.start()
     with instrumented(timers, source):
         t0 = time.perf_counter()
         outcome = train.train_tile(ctx, tile, stats, source)
         t_train = time.perf_counter() - t0
-        peak_train = tracemalloc.get_traced_memory()[1]
-        tracemalloc.reset_peak()
         t0 = time.perf_counter()
         finish.finish_tile(ctx, tile, stats, reduction, source)
         t_finish = time.perf_counter() - t0
-        peak_finish = tracemalloc.get_traced_memory()[1]
-    tracemalloc.stop()
     total = t_train + t_finish
     timers.seconds["other (glue, masks, copies)"] = total - sum(timers.seconds.values())
     regression = timers.seconds["regression"]
     print(f"tile: train {t_train:.2f} s ({outcome.status}), finish {t_finish:.2f} s, numba threads {a.threads}; "
-          f"peak traced memory (numpy and Python): train {peak_train / 2**20:,.0f} MiB, finish "
+          f"peak traced memory (numpy and Python, a separate pass): train {peak_train / 2**20:,.0f} MiB, finish "
           f"{peak_finish / 2**20:,.0f} MiB; the plan's model of a tile: "
           f"{ctx.plan.budget.tile_bytes(ctx.plan.grid.tile_size) / 2**20:,.0f} MiB")
     print("\n| step | seconds | share | x regression |\n|---|---|---|---|")

@@ -59,7 +59,7 @@ def composite(
     sar_days = np.asarray(sar_days).astype(np.int64)
     target_days = np.asarray(target_days).astype(np.int64)
     if sar_db.ndim != 3 or sar_db.shape[0] != sar_days.shape[0]:
-        raise ValueError(f"sar_db has shape {sar_db.shape}; expected ({sar_days.shape[0]}, y, x), one image per SAR day")
+        raise ValueError(f"sar_db has shape {sar_db.shape}; expected ({sar_days.shape[0]}, y, x): one image per day")
     out = np.empty((target_days.shape[0], *sar_db.shape[1:]), dtype=np.float32)
     counts = np.zeros(target_days.shape[0], dtype=np.int64)
     for i, t in enumerate(target_days):
