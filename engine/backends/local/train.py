@@ -138,7 +138,7 @@ def train_tile(ctx: RunContext, tile: Tile, stats: GlobalStats, source: Source) 
     if not (opt.valid[:, core[0], core[1]] & inside_h[core]).any():
         return TileOutcome(tile.id, "train", "empty", message="no valid optical pixel in the tile")
     near = sar_window(stats, p)
-    days = stats.images["day"].to_numpy()[stats.images["paired"].to_numpy()]
+    days = stats.paired["day"].to_numpy()
     with reading:  # the source's reads and the composites they stream into
         vv_c, vh_c = read_composites(source, hgbox, list(near["id"]), near["day"].to_numpy(), days, p.SAR_WINDOW_DAYS)
     products = train_products(p, stats, window, halo, inside_h, opt, vv_c, vh_c)
