@@ -239,5 +239,5 @@ class EEApi:
 
     def delete_asset(self, name: str) -> bool:
         """Delete an asset; False if it did not exist."""
-        return self.call_or(lambda: self._projects().assets().delete(name=name), f"deleteAsset {name}", False) \
-            is not False
+        answer = self.call_or(lambda: self._projects().assets().delete(name=name), f"deleteAsset {name}", missing=False)
+        return answer is not False

@@ -78,19 +78,6 @@ def read_optical(source: Source, geobox: GeoBox, ids: Sequence[str], mission: st
     return out
 
 
-def read_sar(source: Source, geobox: GeoBox, ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    """VV and VH in dB (S, y, x) for ``ids``."""
-    h, w = geobox.shape
-    vv = np.full((len(ids), h, w), np.nan, np.float32)
-    vh = np.full_like(vv, np.nan)
-    for i in range(0, len(ids), CHUNK_IMAGES):
-        chunk = list(ids[i:i + CHUNK_IMAGES])
-        ds = source.read_sar(geobox, chunk)
-        vv[i:i + len(chunk)] = ds["vv"].values
-        vh[i:i + len(chunk)] = ds["vh"].values
-    return vv, vh
-
-
 def read_composites(source: Source, geobox: GeoBox, sar_ids: Sequence[str], sar_days: np.ndarray,
                     target_days: np.ndarray, half_window: int) -> tuple[np.ndarray, np.ndarray]:
     """The VV and VH composites (T, y, x) float32 of ``target_days`` (step 3), streamed: each S1
