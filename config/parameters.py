@@ -53,6 +53,8 @@ EXECUTION_KEYS = frozenset(
         "MAX_INTERACTIVE_REQUESTS",
         "POLL_INTERVAL_S",
         "CONFIRM_ABOVE_HOURS",
+        "EE_TIER",
+        "EECU_BUDGET_HOURS",
         "EXPORT_DESTINATION",
         "EXPORT_BUCKET",
         "EXPORT_FOLDER",
@@ -143,6 +145,14 @@ class Parameters(BaseModel):
     MAX_INTERACTIVE_REQUESTS: int = Field(20, ge=1, le=100, description="Concurrent interactive EE requests.")
     POLL_INTERVAL_S: float = Field(30, gt=0, description="Seconds between operation polls.")
     CONFIRM_ABOVE_HOURS: float = Field(2, gt=0, description="Ask before a run estimated longer than this.")
+    EE_TIER: Literal["community", "contributor", "partner", "commercial"] | None = Field(
+        None,
+        description="Earth Engine quota tier of EE_PROJECT (or EE_TIER env var; default community): "
+        "its monthly EECU-hours quota.",
+    )
+    EECU_BUDGET_HOURS: float = Field(
+        15, gt=0, description="gee: ask before a run estimated above this many EECU-hours."
+    )
     EXPORT_DESTINATION: Literal["asset", "gcs", "drive"] = Field("asset", description="Where gee outputs go.")
     EXPORT_BUCKET: str | None = Field(None, description="Cloud Storage bucket for EXPORT_DESTINATION=gcs.")
     EXPORT_FOLDER: str | None = Field(None, description="Drive folder (default PROJECT_TITLE).")

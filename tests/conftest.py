@@ -11,6 +11,15 @@ from engine.cli import main
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 
 
+@pytest.fixture(autouse=True)
+def eecu_journal(tmp_path_factory, monkeypatch) -> Path:
+    """Every test journals Earth Engine usage in a journal of its own, never the user's."""
+    path = tmp_path_factory.mktemp("eecu") / "eecu.jsonl"
+    monkeypatch.setenv("SAR_INFILL_EECU_JOURNAL", str(path))
+    monkeypatch.delenv("EE_TIER", raising=False)
+    return path
+
+
 def flat(text: str) -> str:
     """Terminal output with table borders and line wrapping removed, for substring checks."""
     for ch in "│┃┌┐└┘├┤┬┴┼─━╭╮╰╯":

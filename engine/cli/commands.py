@@ -23,6 +23,35 @@ def _context(opts: Options) -> RunContext:
     return build_context(opts.config, dict(opts.overrides), opts.aoi, opts.aoi_name)
 
 
+def eecu_outlook(ctx: RunContext) -> Any:
+    """The run's EECU outlook (:class:`engine.run.eecu_journal.Outlook`) for its project and service."""
+    from engine.backends.gee.session import is_loopback, resolve_project
+    from engine.run import eecu_journal
+
+    url = ctx.params.EE_API_URL
+    return eecu_journal.outlook(ctx, resolve_project(ctx.params.EE_PROJECT),
+                                eecu_journal.service_of(url, is_loopback(url)))
+
+
+def eecu_row(ctx: RunContext, o: Any) -> str:
+    """The plan's "Earth Engine compute" row: the estimate per stage group, its basis, the tier's month."""
+    from engine.run.eecu import human_hours
+
+    est = o.estimate
+    parts = ", ".join(f"{g} {human_hours(h)}" for g, h in est.hours.items())
+    bases = sorted(set(est.basis.values()))
+    basis = "prior model (engine/run/eecu.py)" if bases == ["prior"] else "; ".join(
+        f"{g}: {b}" for g, b in est.basis.items())
+    quota = ("no monthly cap (commercial: billed)" if o.quota_hours is None else
+             f"{'[red]OVER[/] ' if o.over_quota else ''}the {o.tier} tier's {o.quota_hours:,.0f} EECU-h a month")
+    head = f"~{human_hours(est.total_hours)} EECU-h ({parts}; {basis})"
+    if ctx.params.BACKEND != "gee":
+        return f"none (local backend); as gee: {head}, against {quota}"
+    month = (f"{human_hours(o.month_hours)} EECU-h recorded this month for {o.project or 'the default project'}"
+             if o.service != "loopback" else "a stand-in on loopback: nothing counts against the service")
+    return f"{head}, against {quota}; {month}"
+
+
 def print_plan(ctx: RunContext) -> None:
     """What the run is about to do: AOI, tiles, pixels, dates, and estimates."""
     p, s = ctx.params, ctx.plan.summary(ctx.ee_exports_per_tile, ctx.params.EXPORT_DESTINATION == "asset")
@@ -55,6 +84,7 @@ def print_plan(ctx: RunContext) -> None:
     basis = (f"rough: {GEE_MINUTES_PER_TASK:g} min per batch task; Earth Engine's load decides" if p.BACKEND == "gee" else
              "rough: per pixel-date cost measured by benchmarks/area_scaling.py on the machine of "
              "benchmarks/RESULTS.md; machines differ up to 2x")
+    t.add_row("Earth Engine compute", eecu_row(ctx, eecu_outlook(ctx)))
     t.add_row("estimate", f"~{human_seconds(est.seconds)} wall, ~{human_bytes(est.bytes)} of outputs ({basis})")
     t.add_row("run directory", str(ctx.run_dir))
     console.print(t)
@@ -97,6 +127,28 @@ def _guard_long_run(ctx: RunContext, assume_yes: bool) -> None:
                 f"{ctx.params.CONFIRM_ABOVE_HOURS:g}); start it?")
     if not confirm(question, assume_yes):
         raise ConfigError(f"{question.split(';')[0]}; pass --yes to start it anyway, or shrink the AOI or period")
+
+
+def _guard_eecu(ctx: RunContext, assume_yes: bool) -> None:
+    """A gee run estimated above EECU_BUDGET_HOURS, or past its tier's month, needs a yes."""
+    from engine.errors import ConfigError
+    from engine.run.eecu import human_hours
+
+    if ctx.params.BACKEND != "gee":
+        return
+    o = eecu_outlook(ctx)
+    hours, budget = o.estimate.total_hours, ctx.params.EECU_BUDGET_HOURS
+    if o.over_quota:
+        why = (f"with the {human_hours(o.month_hours)} EECU-h recorded this month it exceeds the {o.tier} tier's "
+               f"{o.quota_hours:,.0f} EECU-h (a project over its quota is restricted)")
+    elif hours > budget:
+        why = f"over EECU_BUDGET_HOURS={budget:g}"
+    else:
+        return
+    question = f"this gee run is estimated at ~{human_hours(hours)} EECU-h, {why}; start it?"
+    if not confirm(question, assume_yes):
+        raise ConfigError(f"{question.rsplit(';', 1)[0]}; pass --yes to start it anyway, shrink the AOI or period, "
+                          "or run it on the local backend (--backend local)")
 
 
 def _execute(ctx: RunContext, opts: Options, backend: Any = None) -> int:
@@ -159,6 +211,7 @@ def cmd_run(opts: Options) -> int:
     if not opts.quiet:
         print_plan(ctx)
     _guard_long_run(ctx, opts.yes)
+    _guard_eecu(ctx, opts.yes)
     return _execute(ctx, opts, backend)
 
 
@@ -207,6 +260,10 @@ def cmd_status(opts: Options) -> int:
     for tile in st.tiles:  # messages in full, one line each
         if tile.get("message") and tile["status"] == "failed":
             console.print(f"{tile['tile_id']}: {tile['message']}", soft_wrap=True)
+    if st.eecu:
+        from engine.cli.summary import eecu_line
+
+        console.print(eecu_line(st.eecu), soft_wrap=True)
     counts = ", ".join(f"{n} {s}" for s, n in sorted(Counter(t["status"] for t in st.tiles).items()))
     console.print(f"run is {st.state.upper()}: {counts}; {st.verify_note}")
     if st.damaged:

@@ -7,6 +7,7 @@ from rich.console import Console
 from rich.table import Table
 
 from engine.run.context import RunContext
+from engine.run.eecu import human_hours
 
 METHODS = ("sar", "linear", "whittaker")
 
@@ -43,6 +44,14 @@ def skill_table(records: list[dict[str, Any]], target: str, title: str) -> Table
     return t
 
 
+def eecu_line(usage: dict[str, Any]) -> str:
+    """One line of the EECU a run's batch operations reported, per stage group and in total."""
+    per = ", ".join(f"{g} {human_hours(u['eecu_hours'])} ({u['operations']} ops)" for g, u in usage["by_stage"].items())
+    unreported = usage.get("unreported_operations", 0)
+    tail = f"; {unreported} failed or cancelled operations reported none" if unreported else ""
+    return f"Earth Engine compute used: {human_hours(usage['total_eecu_hours'])} EECU-h ({per or 'none reported'}){tail}"
+
+
 def print_summary(console: Console, ctx: RunContext, result: Any) -> None:
     m = result.summary
     if m.get("synthetic"):
@@ -63,6 +72,8 @@ def print_summary(console: Console, ctx: RunContext, result: Any) -> None:
     timing = ", ".join(f"{k} {v:.1f} s" for k, v in result.timings.items())
     if timing:
         console.print(f"time: {timing}")
+    if m.get("eecu"):
+        console.print(eecu_line(m["eecu"]), soft_wrap=True)
     if m.get("backend") == "gee":
         ee = m.get("earth_engine", {})
         console.print(f"outputs: Earth Engine exports per tile to {ee.get('destination')}, models in "

@@ -128,6 +128,7 @@ class Task:
     properties: dict[str, Any] = field(default_factory=dict)
     bands: list[str] | None = None
     future: Future | None = None  # the export's computation (executing stand-in)
+    eecu_seconds: float | None = None  # set when the task succeeds (see ``eecu_seconds``)
 
     @property
     def name(self) -> str:
@@ -159,8 +160,9 @@ class Task:
             md["progress"] = 1.0
         if self.done:
             md["endTime"] = rfc3339(self.end_time or self.update_time)
-            if self.state == "SUCCEEDED":
-                md["batchEecuUsageSeconds"] = round(self.duration * 10.0, 3)
+            if self.state == "SUCCEEDED" and self.eecu_seconds is not None:
+                # Earth Engine reports no usage for failed or cancelled tasks (Computation Overview)
+                md["batchEecuUsageSeconds"] = self.eecu_seconds
         op: dict[str, Any] = {"name": self.name, "metadata": md, "done": self.done}
         if self.state == "SUCCEEDED":
             op["response"] = {"@type": EMPTY_TYPE}
@@ -169,6 +171,22 @@ class Task:
         elif self.state == "CANCELLED":
             op["error"] = {"code": 1, "message": "Cancelled."}
         return op
+
+
+EECU_SECONDS_PER_PIXEL_OP = 1e-7  # the stand-in's price of its cost model's unit of work
+EECU_SECONDS_PER_TASK = 2.0  # and of a batch task's own overhead (start-up, writing the output)
+EECU_PER_SIMULATED_SECOND = 10.0  # a task that is only timed (execute=False): 10 EECUs busy while it runs
+
+
+def eecu_seconds(pixel_ops: float | None, duration: float) -> float:
+    """A successful task's ``batchEecuUsageSeconds``. [silent] Earth Engine publishes no formula
+    (EECU-seconds "don't correspond directly to CPU-seconds", Computation Overview): the stand-in
+    charges its documented cost model's ``pixel_ops`` at :data:`EECU_SECONDS_PER_PIXEL_OP` plus a
+    per-task overhead, so the figure grows with the work an export does, as the real one does, and
+    is repeatable. A task that was only timed is charged by its duration."""
+    if pixel_ops is None:
+        return round(duration * EECU_PER_SIMULATED_SECOND, 3)
+    return round(EECU_SECONDS_PER_TASK + pixel_ops * EECU_SECONDS_PER_PIXEL_OP, 3)
 
 
 def _parent_of(name: str) -> str:
@@ -311,6 +329,9 @@ class State:
                 task.failure_code = 8 if "memory" in task.failure or "timed out" in task.failure else 3
                 self.counters.inc("exports_failed_computation")
         task.state = task.outcome or "SUCCEEDED"
+        if task.state == "SUCCEEDED":
+            task.eecu_seconds = eecu_seconds(task.future.result()["pixel_ops"] if task.future is not None else None,
+                                             task.duration)
         task.end_time = t
         task.update_time = t
         self.counters.inc(f"tasks_{task.state.lower()}")

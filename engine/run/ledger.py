@@ -33,6 +33,15 @@ CREATE TABLE IF NOT EXISTS stages (
     PRIMARY KEY (tile_id, stage)
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS operations (     -- every finished Earth Engine batch operation of the run
+    name         TEXT PRIMARY KEY,         -- operation name (a resume that sees it again changes nothing)
+    tile_id      TEXT NOT NULL,
+    stage        TEXT NOT NULL,
+    state        TEXT NOT NULL,            -- SUCCEEDED | FAILED | CANCELLED
+    eecu_seconds REAL,                     -- batchEecuUsageSeconds of its metadata (none when it failed)
+    pixel_dates  REAL NOT NULL,            -- the export's window pixels x dates: the cost model's unit
+    finished     REAL NOT NULL
+);
 """
 
 GLOBAL = "_aoi"  # tile id of the AOI-wide stages (global pass, reduce, merge)
@@ -74,6 +83,19 @@ class StageRecord:
     message: str | None = None
     stats: dict[str, Any] = field(default_factory=dict)
     updated: float = 0.0
+
+
+@dataclass(frozen=True)
+class OperationRecord:
+    """One finished Earth Engine batch operation and the EECU-seconds its metadata reported."""
+
+    name: str
+    tile_id: str
+    stage: str
+    state: str
+    eecu_seconds: float | None
+    pixel_dates: float
+    finished: float
 
 
 class Ledger:
@@ -179,6 +201,21 @@ class Ledger:
     def counts(self, stage: str | None = None) -> Counter[str]:
         return Counter(r.status for r in self.records(stage))
 
+    # --- Earth Engine operations ---
+    def record_operation(self, op: OperationRecord) -> None:
+        with self._conn:
+            self._conn.execute("INSERT OR REPLACE INTO operations VALUES (?, ?, ?, ?, ?, ?, ?)",
+                               (op.name, op.tile_id, op.stage, op.state, op.eecu_seconds, op.pixel_dates, op.finished))
+
+    def operations(self) -> list[OperationRecord]:
+        """Every finished operation, oldest first (none in a ledger older than the table)."""
+        try:
+            rows = self._conn.execute("SELECT name, tile_id, stage, state, eecu_seconds, pixel_dates, finished "
+                                      "FROM operations ORDER BY finished, name").fetchall()
+        except sqlite3.OperationalError:  # a read-only ledger written before operations were recorded
+            return []
+        return [OperationRecord(*row) for row in rows]
+
 
 class StageLog:
     """The ledger as one configuration (science hash) writes it: the driver records through it, and
@@ -215,6 +252,9 @@ class StageLog:
 
     def fail(self, tile_id: str, stage: str, message: str) -> None:
         self.ledger.fail(tile_id, stage, self.h, message)
+
+    def record_operation(self, op: OperationRecord) -> None:
+        self.ledger.record_operation(op)
 
 
 def _open_read_only(path: Path) -> sqlite3.Connection:

@@ -123,7 +123,7 @@ def write_outputs(ctx: RunContext, rd: RunDir, stats: GlobalStats, nodes: dict[s
         "failures": failures,
         "skill": _skill_records(skill),
         "notes": list(stats.notes) + list(part.get("notes", [])),
-        **({"dispatch": part["dispatch"]} if "dispatch" in part else {}),
+        **({key: part[key] for key in ("dispatch", "eecu") if key in part}),
     }
     atomic_write_json(rd.manifest, manifest)
     return manifest

@@ -6,6 +6,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from engine.run.eecu import run_usage
 from engine.run.ledger import FINAL, GLOBAL, Ledger
 from engine.run.rundir import RunDir, RunLock
 from engine.run.verify import verified
@@ -26,6 +27,7 @@ class RunStatus:
     live: str | None = None  # who is running it now (``pid 123``), None when no run holds the lock
     damaged: list[str] = field(default_factory=list)  # "tile stage" whose recorded outputs are missing or corrupt
     verify_note: str = ""  # what was (not) verified
+    eecu: dict | None = None  # Earth Engine usage the batch operations reported (engine.run.eecu.usage)
 
     @property
     def state(self) -> str:
@@ -57,8 +59,9 @@ def read_status(path: Path, verify: bool = True) -> RunStatus:
     if rd.ledger.exists():
         with Ledger(rd.ledger, read_only=True) as ledger:
             records = ledger.records()
+            operations = run_usage(ledger)
     else:
-        records = []
+        records, operations = [], None
     for rec in records:
         status = "interrupted" if rec.status == "running" and live is None else rec.status
         counts.setdefault(rec.stage, Counter())[status] += 1
@@ -107,4 +110,6 @@ def read_status(path: Path, verify: bool = True) -> RunStatus:
         note = "outputs verified against their checksums"
         if run.get("params", {}).get("BACKEND") == "gee":
             note += " (files here only: resume checks the Earth Engine assets)"
-    return RunStatus(run, counts, sorted(tiles.values(), key=lambda t: t["tile_id"]), merge, live, damaged, note)
+    eecu = operations if operations and (operations["operations"] or operations["unreported_operations"]) else None
+    return RunStatus(run, counts, sorted(tiles.values(), key=lambda t: t["tile_id"]), merge, live, damaged, note,
+                     eecu)

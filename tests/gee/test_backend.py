@@ -44,13 +44,14 @@ def _no_duplicates(s: StandIn) -> None:
     assert s.counters["duplicate_description"] == 0
 
 
-def test_run_completes_with_every_model_and_output(tmp_path, creds, standin, capsys):
+def test_run_completes_with_every_model_and_output(tmp_path, creds, standin, capsys, eecu_journal):
     run_dir = tmp_path / "run"
     t0 = time.monotonic()
     code = run_engine(standin.url, run_dir, write_config(tmp_path))
     elapsed = time.monotonic() - t0
     out = capsys.readouterr()
     assert code == 0, out.err
+    printed = out.out
     c = standin.counters
     # every tile: the model, one outputs image and the images table, each exported exactly once
     assert c["exports_submitted"] == N_TILES * EXPORTS_PER_TILE
@@ -100,6 +101,33 @@ def test_run_completes_with_every_model_and_output(tmp_path, creds, standin, cap
     # the folders the engine created
     run_folder = m["earth_engine"]["asset_folder"]
     assert standin.state.assets[run_folder]["type"] == "FOLDER"
+    _eecu_accounted(standin, run_dir, m, eecu_journal)
+    assert "Earth Engine compute used" in printed and "EECU-h (train" in printed
+    from engine.cli import main
+
+    assert main(["status", str(run_dir)]) == 0
+    assert "Earth Engine compute used" in capsys.readouterr().out
+
+
+def _eecu_accounted(standin: StandIn, run_dir, m: dict, journal) -> None:
+    """Each operation's reported EECU-seconds are in the ledger and the journal; the manifest's total is their sum."""
+    import ee
+
+    from engine.run.eecu_journal import read
+
+    reported = {op["name"]: op["metadata"]["batchEecuUsageSeconds"] for op in ee.data.listOperations()
+                if op["metadata"]["state"] == "SUCCEEDED"}
+    assert len(reported) == N_TILES * EXPORTS_PER_TILE and all(v > 0 for v in reported.values())
+    with Ledger(run_dir / "ledger.sqlite", read_only=True) as ledger:
+        ops = {op.name: op for op in ledger.operations()}
+    assert {n: op.eecu_seconds for n, op in ops.items()} == pytest.approx(reported)
+    assert all(op.pixel_dates > 0 for op in ops.values())
+    usage = m["eecu"]
+    assert usage["total_eecu_seconds"] == pytest.approx(sum(reported.values()), abs=1e-3)
+    assert usage["operations"] == len(reported) and usage["tier"] == "community"
+    assert {g: u["operations"] for g, u in usage["by_stage"].items()} == {"train": N_TILES, "finish": 2 * N_TILES}
+    journaled = read(journal)
+    assert {e.operation for e in journaled} == set(reported) and {e.service for e in journaled} == {"loopback"}
 
 
 def test_faults_splits_and_one_permanent_failure(tmp_path, creds):
@@ -466,3 +494,19 @@ def test_plan_figures_count_three_exports_per_tile(tmp_path, creds, capsys):
     out = capsys.readouterr().out
     assert f"{N_TILES * EXPORTS_PER_TILE} batch tasks" in out and "3 per tile" in out
     assert f"{4 + N_TILES * EXPORTS_PER_TILE} assets" in out
+    from tests.conftest import flat
+
+    out = flat(out)
+    assert "Earth Engine compute" in out and "EECU-h (train" in out and "community tier's 150 EECU-h a month" in out
+
+
+def test_a_run_above_the_eecu_budget_needs_yes(tmp_path, creds, standin, capsys):
+    from engine.cli import main
+
+    run_dir = tmp_path / "run"
+    code = main(["run", "--backend", "gee", *QUICK, "--ee-url", standin.url, "--run-dir", str(run_dir), "--config",
+                 str(write_config(tmp_path, EECU_BUDGET_HOURS=1e-6)), "--project", "p", "-q"])
+    err = capsys.readouterr().err
+    assert code != 0 and "EECU-h, over EECU_BUDGET_HOURS=1e-06" in err and "--yes" in err
+    assert len(err.strip().splitlines()) == 1
+    assert standin.counters["exports_submitted"] == 0 and not run_dir.exists()

@@ -23,7 +23,8 @@ Per iteration:
 3. **Poll** with *one* paged ``listOperations`` (newest first, 500 per page), stopping as soon
    as every operation we wait for has been seen; never a per-task ``getOperation`` (only as a
    fallback for an operation that has vanished from the listing).
-4. **Settle** finished operations: SUCCEEDED -> done; FAILED with "User memory limit exceeded"
+4. **Settle** finished operations (each recorded in the ledger's operations with the
+   ``batchEecuUsageSeconds`` its metadata reports): SUCCEEDED -> done; FAILED with "User memory limit exceeded"
    or "Computation timed out" -> ``split`` (the driver, ``engine.run.driver``, records the split
    and executes the children, up to ``MAX_SPLIT_DEPTH``); any other failure -> failed with Earth
    Engine's message, and the run goes on.
@@ -43,7 +44,7 @@ from typing import Any
 from engine.errors import EngineError, MemoryLimitError, TransientError
 from engine.backends.gee.api import EEApi, is_memory_message
 from engine.backends.gee.naming import request_id
-from engine.run.ledger import StageLog
+from engine.run.ledger import OperationRecord, StageLog
 from tiling.grid import Tile
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,7 @@ class Job:
     destination: dict[str, Any] = field(default_factory=dict)  # {"asset": id} | {"uri": ...}
     overwrite: bool = False
     variant: str = ""  # what else decides the export's content (part of the requestId)
+    pixel_dates: float = 0.0  # window pixels x dates: the EECU cost model's unit (engine.run.eecu)
     # runtime
     attempt: int = 0
     resubmit: bool = False  # the ledger holds an attempt whose operation name was never recorded
@@ -313,6 +315,10 @@ class Dispatcher:
             return
         state = md.get("state") or ("FAILED" if op.get("error") else "SUCCEEDED")
         self.stats.task_seconds += _duration(md)
+        eecu = md.get("batchEecuUsageSeconds")
+        self.log.record_operation(OperationRecord(
+            op["name"], job.tile_id, job.stage, state, None if eecu is None else float(eecu), job.pixel_dates,
+            _ts(md.get("endTime")) or time.time()))
         if state == "SUCCEEDED":
             self._settle(Outcome(job, "done", operation=op))
             return

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -30,6 +31,7 @@ from engine.backends.gee.naming import Names, description
 from engine.backends.gee.reduce import finish_constants, reduce_models
 from engine.backends.gee.session import Session, initialize
 from engine.errors import ConfigError, QuotaError
+from engine.run import eecu, eecu_journal
 from engine.run.context import RunContext
 from engine.run.estimate import ee_counts
 from engine.run.ledger import GLOBAL, Stage, StageLog, StageRecord, Status
@@ -55,6 +57,10 @@ def check_quota(ctx: RunContext, quota: int = ASSET_QUOTA_COUNT) -> None:
             "use larger tiles (--tile-size) or a smaller AOI"
         raise QuotaError(f"the plan needs {n:,} Earth Engine assets ({len(ctx.plan.tiles):,} tiles), over the "
                          f"{quota:,}-asset project quota; {remedy}")
+
+
+def _area(window: Window | None) -> int:
+    return 0 if window is None else window.width * window.height
 
 
 def _props(asset: dict[str, Any] | None) -> dict[str, Any]:
@@ -97,6 +103,9 @@ class GeeExecutor:
         self._reduction = ""  # digest of the reduction the finish constants were made of
         self._finish: X.Finish | None = None
         self._products: dict[tuple[str, str], Any] = {}  # one tile's products, built once
+        self.service = eecu_journal.service_of(session.url, session.loopback)
+        self.shape = eecu.shape_key(self.p)
+        self.tier = eecu.tier(self.p, dict(os.environ))
 
     # --- session ---
     def global_pass(self) -> GlobalStats:
@@ -107,6 +116,7 @@ class GeeExecutor:
         log.ledger.set_meta("gee", {"project": self.session.project, "url": self.session.url,
                                     "asset_folder": self.names.run_folder,
                                     "credentials": self.session.credentials_source})
+        self.journal()  # what a run killed mid-wave recorded
         if self.p.CLEAR_EXISTING and existing and not self.resuming:
             self._clear_existing()
         for folder in self.names.folders:
@@ -197,6 +207,15 @@ class GeeExecutor:
         d.run()
         for k, v in d.stats.to_dict().items():
             self.dispatch[k] = self.dispatch.get(k, 0) + v
+        self.journal()
+
+    def journal(self) -> None:
+        """Append the ledger's reported usage to the EECU journal (what earlier waves or a killed
+        run recorded too: the journal keeps each operation once)."""
+        eecu_journal.append(
+            eecu_journal.Entry(op.name, self.session.project, self.service, self.shape, op.stage, op.eecu_seconds,
+                               op.pixel_dates, op.finished)
+            for op in self.log.ledger.operations() if op.eecu_seconds is not None)
 
     # --- stage A ---
     def _train_job(self, unit: Unit, report: Report) -> Job | None:
@@ -223,8 +242,9 @@ class GeeExecutor:
             overwrite = True  # the engine's model of another configuration: replaced
             log.info("tile %s: replacing model %s (science hash %s, now %s)", tile.id, asset,
                      props.get("science_hash"), self.h)
+        window = model_window(tile, self.spec, self.ctx.plan.aoi.bounds)
         return Job(tile.id, Stage.TRAIN.value, "image", tile=tile, model_tile=tile, destination={"asset": asset},
-                   overwrite=overwrite)
+                   overwrite=overwrite, pixel_dates=_area(window) * len(self.ids))
 
     def _build_train(self, job: Job) -> dict[str, Any]:
         tile = job.tile
@@ -292,7 +312,13 @@ class GeeExecutor:
                 # going back to an earlier layout must not get that earlier export's operation back
                 variant += f"/replaces {listing[dest['asset']].get('updateTime', '')}"
         return Job(tile.id, output, kind, tile=tile, model_tile=unit.model_tile, destination=dest,
-                   overwrite=overwrite, variant=variant)
+                   overwrite=overwrite, variant=variant, pixel_dates=_area(self._window(tile)) * self._dates(output))
+
+    def _dates(self, stage: str) -> int:
+        """Dates an export of ``stage`` (or its mosaic) covers: its part's, or every date (the table)."""
+        stage = stage.split(":", 1)[-1]
+        part = next((p for p in self.parts if p.stage == stage), None)
+        return len(self.ids) if part is None else part.stop - part.start
 
     def _bands(self, stage: str) -> list[str]:
         stage = stage.split(":", 1)[-1]
@@ -347,7 +373,8 @@ class GeeExecutor:
             if not assets or (rec is not None and rec.status == Status.DONE and rec.stats == self._finish_stats(stage)):
                 continue
             jobs.append(Job(RUNWIDE, stage, "image", destination={"asset": self.names.mosaic(o)},
-                            overwrite=rec is not None, variant=self._variant(stage)))
+                            overwrite=rec is not None, variant=self._variant(stage),
+                            pixel_dates=_area(window) * self._dates(o)))
 
         def build(job: Job) -> dict[str, Any]:
             o = job.stage.split(":", 1)[1]

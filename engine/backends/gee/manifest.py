@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from engine.run.eecu import run_usage
 from engine.run.ledger import Stage, Status
 from engine.run.stages import Node
 from tiling import ee_layout as layout
@@ -92,6 +93,8 @@ def gee_part(ex: GeeExecutor, nodes: dict[str, Node]) -> dict[str, Any]:
         "notes": ex.notes + ["held-out skill and baselines are computed by the local backend only; the gee backend "
                              "reports per-image MAE in each tile's images table"],
         "dispatch": {**ex.dispatch, "requests": ex.api.requests, "retries": ex.api.retries},
+        "eecu": {**run_usage(ex.log.ledger), "tier": ex.tier,
+                 "note": "batch operations' batchEecuUsageSeconds; interactive requests report none"},
     }
 
 

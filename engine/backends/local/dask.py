@@ -5,9 +5,10 @@ import contextlib
 import logging
 import os
 from concurrent.futures import CancelledError
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
+import dask
 from distributed import Client, LocalCluster, as_completed
 from distributed.scheduler import KilledWorker
 
@@ -18,7 +19,9 @@ from engine.errors import ConfigError, EngineError, RunDirError
 log = logging.getLogger(__name__)
 
 # One thread per worker process: the kernels are single-threaded numba/numpy; parallelism comes
-# from processes. Set before workers spawn so they inherit it.
+# from processes. Given to the nannies as dask's ``pre-spawn-environ`` (set before each worker, a
+# restarted one included, is spawned), and taken out of the driver's environment again: numba
+# re-reads it on every compile and refuses a thread count other than its running pool's.
 SINGLE_THREAD_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
                      "NUMBA_NUM_THREADS": "1"}
 
@@ -33,7 +36,6 @@ def connect(scheduler: str) -> Client:
     The connect timeout is dask's ``distributed.comm.timeouts.connect`` (e.g. the environment
     variable ``DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT=5s``).
     """
-    import dask
 
     timeout = dask.config.get("distributed.comm.timeouts.connect", "30s")
     saved = dask.config.get("scheduler", None)
@@ -71,8 +73,6 @@ def open_client(scheduler: str | None, workers: int, memory_limit: str = "auto")
         finally:
             client.close()
         return
-    for key, value in SINGLE_THREAD_ENV.items():
-        os.environ.setdefault(key, value)
     # after Ctrl-C, multiprocessing's resource tracker (a child process) removes the semaphores of the
     # closed cluster and warns that it did: the cleanup is what we want, the warning noise
     quiet = "ignore::UserWarning:multiprocessing.resource_tracker"
@@ -80,11 +80,28 @@ def open_client(scheduler: str | None, workers: int, memory_limit: str = "auto")
         os.environ["PYTHONWARNINGS"] = ",".join(filter(None, [os.environ.get("PYTHONWARNINGS"), quiet]))
     # the workers' own logs stay quiet (a heartbeat missed under load, a task's error): every task's
     # failure reaches the driver, which records it in the ledger and reports it
-    with _workers_ignore_ctrl_c():
+    key = "distributed.nanny.pre-spawn-environ"
+    env = {**dask.config.get(key), **SINGLE_THREAD_ENV}
+    with dask.config.set({key: env}), _environ_restored(env), _workers_ignore_ctrl_c():
         cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
                                memory_limit=memory_limit, silence_logs=logging.CRITICAL)
     with cluster, Client(cluster) as client:
         yield client
+
+
+@contextlib.contextmanager
+def _environ_restored(keys: Iterable[str]) -> Iterator[None]:
+    """``os.environ``'s ``keys`` as they were before, whatever the block set (dask's nannies set their
+    pre-spawn environment in the spawning process and leave it there)."""
+    saved = {key: os.environ.get(key) for key in keys}
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 @contextlib.contextmanager
