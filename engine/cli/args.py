@@ -153,6 +153,7 @@ class Options:
     quick: bool = False
     tiles: bool = False
     float_values: bool = False
+    request_mib: float = 48.0  # download: the largest computePixels response
 
     @classmethod
     def from_namespace(cls, ns: argparse.Namespace) -> Options:

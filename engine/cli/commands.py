@@ -12,7 +12,7 @@ from rich.table import Table
 
 from engine.cli.args import Options, confirm, positive_int
 from engine.run.context import RunContext, build_context
-from engine.errors import EngineError
+from engine.errors import ConfigError, EngineError
 from engine.run.estimate import GEE_MINUTES_PER_TASK, ee_counts, estimate, human_bytes, human_seconds
 from engine.run.tile_index import tile_frame, write_tile_index
 
@@ -117,7 +117,6 @@ def cmd_plan(opts: Options) -> int:
 
 def _guard_long_run(ctx: RunContext, assume_yes: bool) -> None:
     """The defaults never start an accidental days-long job: ask (or require --yes) above the limit."""
-    from engine.errors import ConfigError
 
     est = estimate(ctx)
     limit = ctx.params.CONFIRM_ABOVE_HOURS * 3600
@@ -285,6 +284,30 @@ def cmd_report(opts: Options) -> int:
     return 0
 
 
+def cmd_download(opts: Options) -> int:
+    from pathlib import Path
+
+    from engine.backends.gee.download import MAX_RESPONSE_BYTES, Downloader
+
+    limit = MAX_RESPONSE_BYTES / 2**20
+    if not 0 < opts.request_mib <= limit:
+        raise ConfigError(f"--request-mib {opts.request_mib:g} is outside (0, {limit:g}]: computePixels answers "
+                          f"at most {limit:g} MiB a request")
+    d = Downloader(Path(opts.run_dir), int(opts.request_mib * 2**20))
+    d.connect()
+    s = d.run()
+    console.print(f"downloaded {s['read']} of {s['chunks']} chunks ({s['chunks'] - s['read']} read before) of "
+                  f"{s['tiles']} tiles into {s['cube']}, held-out skill in {Path(opts.run_dir) / 'skill.csv'}; "
+                  f"report: python -m engine report {opts.run_dir}", soft_wrap=True)
+    return 0
+
+
+def _download_extra(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a finished gee run's directory (products exported to assets)")
+    p.add_argument("--request-mib", type=float, default=48.0, metavar="MIB",
+                   help="largest computePixels response (default and maximum 48 MiB)")
+
+
 def _report_extra(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir", metavar="RUN_DIR", help="a finished run directory (failed tiles are shown as such)")
     p.add_argument("--out", metavar="DIR", help="where to write index.html and the PNGs (default RUN_DIR/report)")
@@ -354,6 +377,8 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str, bool | str,
                     "data", _export_extra),
     "status": (cmd_status, "per-stage and per-tile state of a run (exit 0 complete, 1 failed, 3 incomplete)",
                False, _status_extra),
+    "download": (cmd_download, "read a gee run's exported products (computePixels, resumable) into RUN_DIR/cube.zarr",
+                 False, _download_extra),
     "report": (cmd_report, "write an HTML report of a run (maps, skill, tiles, time series) to RUN_DIR/report",
                False, _report_extra),
 }

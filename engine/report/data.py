@@ -128,7 +128,8 @@ def load_run(root: Path) -> RunInputs:
         except Exception as e:
             inputs.problems["skill"] = f"skill.csv is unreadable ({e})"
     else:
-        inputs.problems["skill"] = "the run wrote no skill.csv (the gee backend reports skill in Earth Engine)" \
+        inputs.problems["skill"] = "the run wrote no skill.csv (for a gee run, `python -m engine download " \
+            f"{root}` scores it on the downloaded products)" \
             if manifest.get("backend") == "gee" else "the run wrote no skill.csv"
 
     inputs.tiles = _read_tiles(root, inputs)
@@ -142,7 +143,8 @@ def load_run(root: Path) -> RunInputs:
         except Exception as e:
             inputs.problems["cube"] = f"cube.zarr is unreadable ({type(e).__name__}: {e})"
     else:
-        inputs.problems["cube"] = ("this run has no cube.zarr (the gee backend writes Earth Engine assets)"
+        inputs.problems["cube"] = ("this run has no cube.zarr (the gee backend writes Earth Engine assets; `python -m "
+                                    f"engine download {root}` brings them into one)"
                                    if manifest.get("backend") == "gee" else "the run wrote no cube.zarr")
     return inputs
 

@@ -22,6 +22,8 @@ SKILL_TARGETS = {
     "testing": "testing images, clear pixels",
     "truth": "truly cloudy pixels against the synthetic source's true NDVI",
 }
+#: How the manifest of a run without skill says so (``add_skill`` drops the note).
+SKILL_NOT_SCORED = "held-out skill and baselines were not scored"
 
 
 def image_table(stats: GlobalStats, finish_stats: list[dict[str, Any]]) -> pd.DataFrame:
@@ -127,6 +129,24 @@ def write_outputs(ctx: RunContext, rd: RunDir, stats: GlobalStats, nodes: dict[s
     }
     atomic_write_json(rd.manifest, manifest)
     return manifest
+
+
+def add_skill(rd: RunDir, finish_stats: list[dict[str, Any]], how: str) -> pd.DataFrame:
+    """Write skill.csv from tiles' skill sums scored after the run (a gee run's download) and record
+    it in the manifest, as ``write_outputs`` does for a backend that scores skill itself."""
+    import json
+
+    skill = skill_table(finish_stats)
+    with atomic_path(rd.root / "skill.csv") as tmp:
+        skill.to_csv(tmp, index=False)
+    manifest = json.loads(rd.manifest.read_text())
+    manifest["products"]["skill"] = {"path": "skill.csv", "sha256": sha256_file(rd.root / "skill.csv"),
+                                     "targets": {k: v for k, v in SKILL_TARGETS.items() if k in set(skill["target"])},
+                                     "scored": how}
+    manifest["skill"] = _skill_records(skill)
+    manifest["notes"] = [n for n in manifest.get("notes", []) if not n.startswith(SKILL_NOT_SCORED)]
+    atomic_write_json(rd.manifest, manifest)
+    return skill
 
 
 def json_number(v: Any) -> Any:

@@ -18,7 +18,7 @@ import pandas as pd
 
 from engine.backends import aoi_stats
 from engine.run.stages import GlobalStats
-from engine.backends.pairing import pair_and_split, sample_step
+from engine.backends.pairing import pair_and_split, sample_step, skill_step
 from engine.run.context import RunContext
 from engine.errors import DataError, EarthEngineError, MemoryLimitError
 from engine.sources.base import make_id
@@ -109,7 +109,7 @@ def global_pass(ctx: RunContext, api: EEApi, spec: X.Spec) -> GlobalStats:
     images["s1_count"] = aoi_stats.scene_counts(sar["time"], images["day"].to_numpy(), spec.window_days)
     donor_id, notes = pair_and_split(images, len(sar), ctx)
     return GlobalStats(images=images, sar=sar[["id", "time", "day"]], donor_id=donor_id, sample_step=step,
-                       skill_step=1, notes=notes)
+                       skill_step=skill_step(ctx.plan.aoi.area / ctx.plan.grid.resolution**2), notes=notes)
 
 
 def donor_day(stats: GlobalStats) -> int | None:

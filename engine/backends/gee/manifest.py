@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine.run.eecu import run_usage
 from engine.run.ledger import Stage, Status
+from engine.run.manifest import SKILL_NOT_SCORED
 from engine.run.stages import Node
 from tiling import ee_layout as layout
 
@@ -90,8 +91,8 @@ def gee_part(ex: GeeExecutor, nodes: dict[str, Node]) -> dict[str, Any]:
             "models": f"{names.models_folder}/<tile id> (9 bands: constant + 8 covariates)",
             **({"mosaics": mosaics} if p.EXPORT_MOSAIC else {}),
         },
-        "notes": ex.notes + ["held-out skill and baselines are computed by the local backend only; the gee backend "
-                             "reports per-image MAE in each tile's images table"],
+        "notes": ex.notes + [f"{SKILL_NOT_SCORED} in Earth Engine (each tile's images table has per-image MAE); "
+                             "`python -m engine download RUN_DIR` scores them on the downloaded products"],
         "dispatch": {**ex.dispatch, "requests": ex.api.requests, "retries": ex.api.retries},
         "eecu": {**run_usage(ex.log.ledger), "tier": ex.tier,
                  "note": "batch operations' batchEecuUsageSeconds; interactive requests report none"},
