@@ -69,7 +69,7 @@ def test_transport_errors_are_transient():
 def test_statistics_lattice_grid_holds_the_local_lattice_points():
     from types import SimpleNamespace
 
-    from engine.backends.local.train import lattice
+    from engine.backends.scoring import lattice
 
     spec = SimpleNamespace(crs="EPSG:32755", resolution=30.0)
     for window, step in [((12288, -270464, 32, 32), 3), ((7, 4, 20, 9), 5), ((0, 0, 64, 64), 1)]:

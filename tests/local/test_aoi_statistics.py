@@ -9,7 +9,8 @@ import pandas as pd
 import shapely
 
 from engine.backends.local.global_pass import global_pass
-from engine.backends.local.inputs import inside_mask, read_optical, to_days
+from engine.backends.local.inputs import read_optical, to_days
+from engine.backends.scoring import inside_mask
 from engine.run.context import build_context
 from engine.science import sar as sar_science
 from engine.sources.synthetic import SyntheticSource

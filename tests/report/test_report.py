@@ -149,7 +149,7 @@ def test_run_without_cube_or_skill_renders_what_exists(small_run, tmp_path):
     assert sorted(result.figures) == ["per_image_skill.png", "tile_status.png"]
     assert set(result.missing) == {"gaps", "before-after", "skill", "pixels"}
     page = result.html.read_text(encoding="utf-8")
-    assert "this run has no cube.zarr (the gee backend writes Earth Engine assets)" in page
+    assert "this run has no cube.zarr (the gee backend writes Earth Engine assets; `python -m engine download" in page
     assert "<th>backend</th><td>gee</td>" in page and 'id="synthetic-banner"' in page
     for path in result.figures.values():
         assert_not_blank(path.read_bytes(), path.name)

@@ -31,8 +31,7 @@ from engine.backends.gee.api import EEApi, RetryPolicy
 from engine.backends.gee.session import initialize
 from engine.errors import RunDirError
 from engine.io import atomic_write_bytes
-from engine.backends.local.finish import score, skill_pixels
-from engine.backends.local.inputs import inside_mask
+from engine.backends.scoring import inside_mask, score, skill_pixels
 from engine.run.cube import create_cube, write_tile
 from engine.run.manifest import add_skill
 from engine.run.rundir import RunDir

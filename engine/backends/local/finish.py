@@ -7,55 +7,17 @@ from typing import Any
 import numpy as np
 
 from config.parameters import Parameters
-from engine.backends.local.inputs import Stopwatch, inside_mask
+from engine.backends.local.inputs import Stopwatch
 from engine.backends.local.sink import TileSink
-from engine.backends.local.train import lattice
+from engine.backends.scoring import inside_mask, score, skill_pixels
 from engine.run.context import RunContext
 from engine.run.rundir import RunDir
 from engine.run.stages import GlobalStats, Reduction, TileOutcome
 from engine.science.calibration import calibrate
 from engine.science.fill import fill
 from engine.science.pca import pca_smooth
-from engine.science.skill import SkillAccumulator, gap_length, linear_interp_baseline, whittaker_baseline
 from engine.sources.base import Source
 from tiling.grid import Tile, Window
-
-
-def score(obs: np.ndarray, mask: np.ndarray, pred: np.ndarray, filled: np.ndarray, labels: np.ndarray,
-          days: np.ndarray, truth: np.ndarray | None) -> dict[str, dict]:
-    """Held-out skill of the SAR prediction next to optical-only baselines, on (T, P) pixel series.
-
-    ``validation``: validation images on ``Mask == 2`` pixels; ``testing``: testing images on clear
-    pixels. The baselines see only clear observations of non-testing images, the same pixels the
-    model could learn from. ``truth`` (synthetic source): the filled product and the baselines
-    (from every clear observation) against the true NDVI on truly cloudy pixels.
-    """
-    testing = (labels == "Testing")[:, None]
-    usable = (mask == 0) & np.isfinite(obs) & ~testing
-    gl = gap_length(usable, days)
-    lin = linear_interp_baseline(obs, usable, days)
-    whit = whittaker_baseline(obs, usable, days)
-    out = {}
-    targets = {
-        "validation": (labels == "Validation")[:, None] & (mask == 2) & np.isfinite(obs),
-        "testing": testing & (mask == 0) & np.isfinite(obs),
-    }
-    for name, where in targets.items():
-        acc = SkillAccumulator()
-        for method, values in (("sar", pred), ("linear", lin), ("whittaker", whit)):
-            acc.add(method, values, obs, gl, where & np.isfinite(pred) & np.isfinite(lin) & np.isfinite(whit))
-        out[name] = acc.to_dict()
-    if truth is not None:
-        clear_all = (mask == 0) & np.isfinite(obs)
-        gl_t = gap_length(clear_all, days)
-        lin_t = linear_interp_baseline(obs, clear_all, days)
-        whit_t = whittaker_baseline(obs, clear_all, days)
-        where = np.isin(mask, (1, 3)) & np.isfinite(truth) & np.isfinite(filled) & np.isfinite(lin_t) & np.isfinite(whit_t)
-        acc = SkillAccumulator()
-        for method, values in (("sar", filled), ("linear", lin_t), ("whittaker", whit_t)):
-            acc.add(method, values, truth, gl_t, where)
-        out["truth"] = acc.to_dict()
-    return out
 
 
 @dataclass
@@ -105,11 +67,6 @@ def finish_products(params: Parameters, stats: GlobalStats, reduction: Reduction
     sel = skill_pixels(window, stats, inside)
     skill = score(obs[:, sel], mask[:, sel], calibrated[:, sel], filled[:, sel], labels, days, truth)
     return FinishProducts(cube, {"mae": mae, "skill": skill})
-
-
-def skill_pixels(window: Window, stats: GlobalStats, inside: np.ndarray) -> np.ndarray:
-    """(h, w) the window's pixels held-out skill is scored on: the AOI's on the skill lattice."""
-    return lattice(window, stats.skill_step) & inside
 
 
 def finish_tile(ctx: RunContext, tile: Tile, stats: GlobalStats, reduction: Reduction, source: Source) -> TileOutcome:

@@ -18,7 +18,8 @@ from shapely.geometry.base import BaseGeometry
 from engine.backends import aoi_stats
 from engine.backends.pairing import pair_and_split, sample_step, skill_step
 from engine.run.stages import GlobalStats
-from engine.backends.local.inputs import inside_mask, read_composites, read_optical, to_days
+from engine.backends.local.inputs import read_composites, read_optical, to_days
+from engine.backends.scoring import inside_mask
 from engine.run.context import RunContext
 from engine.errors import DataError
 from engine.sources.base import Source

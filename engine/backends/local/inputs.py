@@ -6,9 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import shapely
 from odc.geo.geobox import GeoBox
-from shapely.geometry.base import BaseGeometry
 
 from engine.science.optical import cloud_mask, ndvi
 from engine.science.sar import window_mean, window_members
@@ -22,15 +20,6 @@ def to_days(times: Sequence) -> np.ndarray:
     """UTC times -> integer days since 1970-01-01."""
     t = np.asarray(times, dtype="datetime64[ns]")
     return (t.astype("datetime64[D]") - EPOCH).astype(np.int64)
-
-
-def inside_mask(geobox: GeoBox, aoi: BaseGeometry) -> np.ndarray:
-    """Pixels whose centre lies inside the AOI (the engine's one definition of 'in the AOI')."""
-    x = geobox.coords["x"].values
-    y = geobox.coords["y"].values
-    xx, yy = np.meshgrid(x, y)
-    shapely.prepare(aoi)
-    return shapely.contains_xy(aoi, xx, yy)
 
 
 class Stopwatch:

@@ -15,7 +15,8 @@ import numpy as np
 import pandas as pd
 
 from config.parameters import Parameters
-from engine.backends.local.inputs import Optical, Stopwatch, inside_mask, read_composites, read_optical
+from engine.backends.local.inputs import Optical, Stopwatch, read_composites, read_optical
+from engine.backends.scoring import inside_mask, lattice
 from engine.backends.local.sink import TileSink
 from engine.run.context import RunContext
 from engine.run.rundir import RunDir
@@ -29,14 +30,6 @@ from tiling.grid import Tile, Window
 
 log = logging.getLogger(__name__)
 TRAIN_LABELS = ("Training", "Validation")
-
-
-def lattice(tile_window: tuple[int, int, int, int], step: int) -> np.ndarray:
-    """Boolean (h, w): pixels of the window on the origin-anchored lattice of ``step``."""
-    col, row, w, h = tile_window
-    cols = (np.arange(col, col + w) % step) == step // 2
-    rows = (np.arange(row, row + h) % step) == step // 2
-    return rows[:, None] & cols[None, :]
 
 
 @dataclass

@@ -1,0 +1,129 @@
+"""``download RUN_DIR``: a gee run's exported assets, read back through computePixels into the cube
+of the local layout, equal to what the executing stand-in exported; resumable after SIGKILL."""
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from engine.cli import main
+from engine.ee_standin import StandIn
+
+from .backend_support import N_TILES, manifest, plant_credentials, run_engine, subprocess_env, write_config
+
+pytestmark = pytest.mark.standin
+
+CALLS = "requests.POST.image.computePixels"
+SMALL = "0.002"  # MiB a request: one band of 16 rows of a 32 px tile, so hundreds of chunks
+
+
+@pytest.fixture(scope="module")
+def gee_run(tmp_path_factory):
+    """One finished gee run on the executing stand-in (assets kept in the stand-in's memory)."""
+    tmp = tmp_path_factory.mktemp("gee")
+    with pytest.MonkeyPatch.context() as mp, StandIn(task_seconds=0.05, running_cap=2) as s:
+        plant_credentials(tmp, mp)
+        mp.setenv("SAR_INFILL_EECU_JOURNAL", str(tmp / "eecu.jsonl"))
+        assert run_engine(s.url, tmp / "run", write_config(tmp)) == 0
+        yield s, tmp / "run"
+    import ee
+
+    ee.Reset()
+
+
+def _exported(standin: StandIn, run_dir):
+    """(band -> (value, mask), grid) of every outputs asset the run exported."""
+    for tile in manifest(run_dir)["tiles"]:
+        for stage, product in tile["outputs"].items():
+            if stage != "images":
+                for part in product["parts"]:
+                    got = standin.state.assets[part["asset"]]["standin"]
+                    yield got["pixels"], got["grid"]
+
+
+def test_download_gives_the_exported_pixels_then_reads_nothing_again(gee_run, capsys):
+    import xarray as xr
+
+    standin, run_dir = gee_run
+    before = standin.counters[CALLS]
+    assert main(["download", str(run_dir)]) == 0
+    assert "of 4 tiles into" in capsys.readouterr().out
+    first = standin.counters[CALLS] - before
+    assert first >= N_TILES  # at least one request per tile's outputs image
+    ds = xr.open_zarr(run_dir / "cube.zarr", consolidated=False)
+    dates = {t.strftime("%Y%m%d"): i for i, t in enumerate(ds["time"].to_index())}
+    checked = 0
+    for pixels, grid in _exported(standin, run_dir):
+        a, _, c, _, e, f = grid.affine()
+        xs = c + (np.arange(grid.w) + 0.5) * a
+        ys = f + (np.arange(grid.h) + 0.5) * e
+        for band, (value, mask) in pixels.items():
+            var, _, date = band.rpartition("_") if band[-8:].isdigit() else (band, "", "")
+            got = ds[var].isel(time=dates[date]) if date else ds[var]
+            got = got.sel(x=xs, y=ys, method="nearest", tolerance=1.0).values
+            valid = mask > 0
+            empty = 255 if var == "mask" else np.nan
+            np.testing.assert_array_equal(got[valid], np.asarray(value, got.dtype)[valid], err_msg=band)
+            np.testing.assert_array_equal(got[~valid], np.full((~valid).sum(), empty, got.dtype), err_msg=band)
+            checked += int(valid.sum())
+    assert checked > 0
+    # skill scored on the downloaded products, by the local code, into skill.csv and the manifest
+    m = manifest(run_dir)
+    assert m["products"]["skill"]["path"] == "skill.csv" and (run_dir / "skill.csv").exists()
+    assert not any("were not scored" in n for n in m["notes"])
+    assert main(["report", str(run_dir)]) == 0
+    assert "not available" not in capsys.readouterr().out
+    # a second download reads nothing; one lost chunk is read again, alone
+    assert main(["download", str(run_dir)]) == 0
+    assert standin.counters[CALLS] - before == first
+    chunks = sorted((run_dir / "download").glob("*.npy"))
+    assert len(chunks) == first
+    chunks[0].unlink()
+    assert main(["download", str(run_dir)]) == 0
+    assert standin.counters[CALLS] - before == first + 1
+    assert json.loads((run_dir / "download.json").read_text())["read"] == 1
+
+
+def test_download_killed_resumes_without_reading_finished_chunks(gee_run, tmp_path):
+    standin, run_dir = gee_run
+    import shutil
+
+    run = tmp_path / "run"  # a copy: the other test's chunks stay its own
+    shutil.copytree(run_dir, run, ignore=shutil.ignore_patterns("download", "cube.zarr"))
+    folder = run / "download"
+    before = standin.counters[CALLS]
+    proc = subprocess.Popen([sys.executable, "-m", "engine", "download", str(run), "--request-mib", SMALL],
+                            env=subprocess_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while not (folder.is_dir() and len(list(folder.glob("*.npy"))) >= 20):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read().decode()
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = {p.name for p in folder.glob("*.npy")}
+    killed_at = standin.counters[CALLS]
+    assert killed_at - before >= len(done)
+    assert main(["download", str(run), "--request-mib", SMALL]) == 0
+    summary = json.loads((run / "download.json").read_text())
+    assert summary["chunks"] > len(done), "the download finished before it was killed: nothing was tested"
+    assert summary["read"] == summary["chunks"] - len(done)
+    # the resumed download requested exactly the chunks the killed one had not saved
+    assert standin.counters[CALLS] - killed_at == summary["read"]
+    assert {p.name for p in folder.glob("*.npy")} >= done and len(list(folder.glob("*.npy"))) == summary["chunks"]
+
+
+def test_download_refuses_what_is_not_a_gee_run_and_a_bad_request_size(tmp_path, capsys):
+    from engine.cli import main as cli
+
+    local = tmp_path / "local"
+    local.mkdir()
+    assert cli(["download", str(local)]) != 0
+    err = capsys.readouterr().err
+    assert str(local) in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert cli(["download", str(tmp_path / "run"), "--request-mib", "60"]) == 2
+    assert "--request-mib 60" in capsys.readouterr().err
