@@ -10,7 +10,10 @@ untiled: one tile holding the whole AOI), all through the engine's own CLI, and 
   (1e-3 for NDVI, exact for the mask and the gap statistics; the near-collinear model
   coefficients: p99 within 1e-3, max within 1e-2, see ``MODEL_TOL``);
 * the model coefficients per tile core, the same way;
-* gee tiled against gee untiled (seams).
+* gee tiled against gee untiled (seams);
+* held-out skill: the gee run downloaded (``python -m engine download``), its ``skill.csv`` against
+  the local run's for the validation and testing targets: the same pixel counts per method and
+  stratum, MAE, RMSE and bias within the NDVI tolerance.
 
 Exit status 0 when every check passes, 1 otherwise. Usage::
 
@@ -152,6 +155,24 @@ def compare_tables(gee: pd.DataFrame, local: pd.DataFrame) -> list[str]:
     return problems
 
 
+def compare_skill(gee: pd.DataFrame, local: pd.DataFrame) -> tuple[list[str], int]:
+    """Rows of the held-out targets (the synthetic truth is the local source's only) that differ: n
+    exactly, MAE / RMSE / bias beyond ``NDVI_TOL``; and the pixel-dates scored (all strata)."""
+    key = ["target", "method", "stratum"]
+    held = ["validation", "testing"]
+    g = gee[gee["target"].isin(held)].set_index(key)
+    lo = local[local["target"].isin(held)].set_index(key)
+    if sorted(g.index) != sorted(lo.index):
+        return [f"skill rows differ: gee {len(g)} local {len(lo)}"], 0
+    lo = lo.loc[g.index]
+    bad = [f"{'/'.join(i)} n gee {a} local {b}" for i, a, b in zip(g.index, g["n"], lo["n"]) if a != b]
+    for col in ("MAE", "RMSE", "bias"):
+        d = (g[col] - lo[col]).abs()
+        bad += [f"{'/'.join(i)} {col} gee {g[col][i]:.4f} local {lo[col][i]:.4f}" for i in d.index[d > NDVI_TOL]]
+    all_rows = g.xs("all", level="stratum")
+    return bad, int(all_rows.xs("sar", level="method")["n"].sum())
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--aoi", default=DEFAULT_AOI)
@@ -191,6 +212,9 @@ def main(argv: list[str] | None = None) -> int:
         run([*gee, "--tile-size", str(a.tile_size), "--run-dir", str(out / "gee")])
         times["gee"] = time.perf_counter() - t0
         t0 = time.perf_counter()
+        run(["download", str(out / "gee"), "-q"])
+        times["gee download"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
         run([*gee, "--tile-size", str(a.untiled_size), "--run-dir", str(out / "gee-untiled")])
         times["gee untiled"] = time.perf_counter() - t0
         tiled, untiled = gee_layers(s, out / "gee", "outputs"), gee_layers(s, out / "gee-untiled", "outputs")
@@ -200,6 +224,8 @@ def main(argv: list[str] | None = None) -> int:
     local_t = pd.read_csv(out / "local" / "images.csv")
     gee_t = pd.read_csv(out / "gee" / "images.csv")
     problems = compare_tables(gee_t, local_t)
+    skill_problems, scored = compare_skill(pd.read_csv(out / "gee" / "skill.csv"),
+                                           pd.read_csv(out / "local" / "skill.csv"))
     paired = local_t[local_t["Paired"].astype(bool)]
     unpaired_no_s1 = int(((local_t["S1_count"] == 0)).sum())
 
@@ -260,6 +286,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{partial} paired dates covering only part of the AOI")
     print("times: " + ", ".join(f"{k} {v:.1f} s" for k, v in times.items()))
     print(f"images table: {'identical (cloud cover within 0.1)' if not problems else '; '.join(problems)}")
+    print(f"held-out skill (gee downloaded vs local, validation + testing): {scored} scored pixel-dates; "
+          f"{'agrees (n equal, MAE/RMSE/bias within 1e-3)' if not skill_problems else '; '.join(skill_problems)}")
     fmt = "{:<22} {:>10} {:>10} {:>11} {:>11}  {}"
     for title, rows in (("gee vs local", checks), ("gee tiled vs untiled", seams)):
         print(f"\n{title}")
@@ -268,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
             print(fmt.format(c.name, c.pixels, c.mask_diff, f"{c.p99:.2e}", f"{c.max:.2e}", "ok" if c.ok else "FAIL"))
             for line in c.beyond:
                 print(f"    {line}")
-    ok = not problems and all(c.ok for c in checks + seams) and n_tiles >= 4
+    ok = not problems and not skill_problems and all(c.ok for c in checks + seams) and n_tiles >= 4
     print(f"\nresult: {'PASS' if ok else 'FAIL'} (runs in {out})")
     return 0 if ok else 1
 

@@ -31,3 +31,4 @@ def test_gee_equals_local(tmp_path, capsys, monkeypatch):
     assert " 0 paired dates covering only part" not in header, header
     assert " 0 without S1" not in header, header
     assert "model constant" in out and "images table: identical" in out
+    assert "agrees (n equal" in out.split("held-out skill (gee downloaded")[1].splitlines()[0]
