@@ -127,3 +127,19 @@ def test_download_refuses_what_is_not_a_gee_run_and_a_bad_request_size(tmp_path,
     assert str(local) in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert cli(["download", str(tmp_path / "run"), "--request-mib", "60"]) == 2
     assert "--request-mib 60" in capsys.readouterr().err
+
+
+def test_chunks_stay_within_computepixels_limits_and_cover_every_band_and_pixel():
+    from engine.backends.gee.download import MAX_BANDS, MAX_RESPONSE_BYTES, MAX_SIDE, plan_chunks
+
+    bands = [f"b{i}" for i in range(1500)]
+    window = (100, -9000, 40_000, 3_000)
+    chunks = plan_chunks("a", bands, window)
+    assert all(c.width <= MAX_SIDE and c.height <= MAX_SIDE and len(c.bands) <= MAX_BANDS for c in chunks)
+    assert all(c.width * c.height * len(c.bands) * 4 <= MAX_RESPONSE_BYTES for c in chunks)
+    cover = {}
+    for c in chunks:
+        for b in c.bands:
+            cover[b] = cover.get(b, 0) + c.width * c.height
+    assert cover == {b: 40_000 * 3_000 for b in bands}
+    assert len({c.key for c in chunks}) == len(chunks)
