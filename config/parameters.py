@@ -112,8 +112,9 @@ class Parameters(BaseModel):
 
     # --- the engine's own keys ---
     BACKEND: Literal["local", "gee"] = Field("local", description="local (numpy/dask) or gee (Earth Engine).")
-    DATA_SOURCE: Literal["synthetic", "stac"] = Field(
-        "synthetic", description="local backend input: synthetic or stac."
+    DATA_SOURCE: Literal["synthetic", "stac", "ee"] = Field(
+        "synthetic", description="local backend input: synthetic, stac, or ee (Earth Engine's collections read "
+        "with computePixels at EE_API_URL for EE_PROJECT; the science runs locally)."
     )
     SYNTHETIC_SEED: int = Field(0, ge=0, description="Seed of the synthetic source.")
     STAC_CATALOG: str | None = Field(None, description="Static catalog.json path/URL or STAC API URL.")
@@ -204,6 +205,11 @@ class Parameters(BaseModel):
             )
         if self.DATA_SOURCE == "stac" and not self.STAC_CATALOG and self.BACKEND == "local":
             raise ValueError("DATA_SOURCE 'stac' needs STAC_CATALOG (a catalog.json path or a STAC API URL)")
+        if self.BACKEND == "gee" and self.DATA_SOURCE == "ee":
+            raise ValueError(
+                "DATA_SOURCE 'ee' (--source ee) is the local backend reading Earth Engine; the gee backend "
+                "computes on Earth Engine itself: drop --source ee or use --backend local"
+            )
         if self.BACKEND == "gee" and (self.DATA_SOURCE == "stac" or self.STAC_CATALOG):
             raise ValueError(
                 "the gee backend reads Earth Engine's own catalog: DATA_SOURCE 'stac' / STAC_CATALOG "

@@ -95,7 +95,8 @@ def add_job_options(p: argparse.ArgumentParser, data_only: bool = False) -> None
     g = p.add_argument_group("execution")
     g.add_argument("--run-dir", help="run directory (default runs/<aoi>_<mission>_<start>_<end>)")
     g.add_argument("--backend", choices=["local", "gee"], help="local (numpy/dask) or gee (Earth Engine)")
-    g.add_argument("--source", choices=["synthetic", "stac"], help="local data source (DATA_SOURCE)")
+    g.add_argument("--source", choices=["synthetic", "stac", "ee"],
+                   help="local data source (DATA_SOURCE): ee reads Earth Engine with computePixels")
     g.add_argument("--stac", metavar="CATALOG", help="STAC catalog.json or API URL (STAC_CATALOG)")
     g.add_argument("--seed", type=int, help="synthetic source seed (SYNTHETIC_SEED)")
     g.add_argument("--workers", type=positive_int, help="local dask worker processes (WORKERS)")

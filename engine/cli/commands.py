@@ -70,7 +70,9 @@ def print_plan(ctx: RunContext) -> None:
               "(the tiles cut to the AOI's bounding box)")
     t.add_row("dates", f"~{s['dates_estimate']} optical dates (from the revisit; the catalog decides)")
     t.add_row("tile memory", f"{human_bytes(s['tile_bytes'])} per tile of {human_bytes(s['budget_bytes'])} budget")
-    t.add_row("backend", f"{p.BACKEND}" + (f" (source: {p.DATA_SOURCE})" if p.BACKEND == "local" else f" ({p.EE_API_URL})"))
+    where = f" at {p.EE_API_URL}" if p.DATA_SOURCE == "ee" else ""
+    t.add_row("backend", f"{p.BACKEND}" + (f" (source: {p.DATA_SOURCE}{where})" if p.BACKEND == "local"
+                                           else f" ({p.EE_API_URL})"))
     k = len(ctx.output_parts)
     per_tile = (f"{ctx.ee_exports_per_tile} per tile: model, "
                 f"{'outputs image' if k == 1 else f'{k} outputs images (band limit)'}, per-image table")
@@ -186,6 +188,10 @@ def _backend(ctx: RunContext) -> Any:
         return GeeBackend()
     from engine.backends.local import LocalBackend
 
+    if ctx.params.DATA_SOURCE == "ee":  # Earth Engine read on the workers, the science local
+        from engine.backends.gee.source import source_for_params
+
+        return LocalBackend(source_for_params(ctx.params))
     return LocalBackend()
 
 
@@ -204,6 +210,10 @@ def cmd_run(opts: Options) -> int:
     if local and ctx.params.DATA_SOURCE == "synthetic":
         console.print("[bold red on yellow] SYNTHETIC DATA [/] inputs come from the built-in synthetic source "
                       "(no satellite data); use --stac CATALOG for real data")
+    elif local and ctx.params.DATA_SOURCE == "ee":
+        if backend.source(ctx).synthetic:
+            console.print(f"[bold red on yellow] SYNTHETIC DATA [/] {ctx.params.EE_API_URL} is a loopback server: "
+                          "the Earth Engine stand-in serves the engine's synthetic data")
     elif local and _stac_is_synthetic(ctx, backend):
         console.print(f"[bold red on yellow] SYNTHETIC DATA [/] the STAC catalog {ctx.params.STAC_CATALOG} holds "
                       "the engine's synthetic data (engine export-stac), not satellite data")

@@ -52,6 +52,13 @@ def eecu_line(usage: dict[str, Any]) -> str:
     return f"Earth Engine compute used: {human_hours(usage['total_eecu_hours'])} EECU-h ({per or 'none reported'}){tail}"
 
 
+def reads_line(reads: dict[str, Any]) -> str:
+    """One line of what a ``--source ee`` run read from Earth Engine and its estimated EECU."""
+    return (f"Earth Engine reads: {reads['requests']:,} computePixels requests, {reads['pixel_bands'] / 1e6:,.1f} M "
+            f"pixel-bands, about {human_hours(reads['eecu_hours_estimated'])} EECU-h (estimated: interactive requests "
+            "report no usage; Cloud Monitoring has the measured figure, workload tag sar-infill-source)")
+
+
 def print_summary(console: Console, ctx: RunContext, result: Any) -> None:
     m = result.summary
     if m.get("synthetic"):
@@ -74,6 +81,8 @@ def print_summary(console: Console, ctx: RunContext, result: Any) -> None:
         console.print(f"time: {timing}")
     if m.get("eecu"):
         console.print(eecu_line(m["eecu"]), soft_wrap=True)
+    if m.get("source_reads"):
+        console.print(reads_line(m["source_reads"]), soft_wrap=True)
     if m.get("backend") == "gee":
         ee = m.get("earth_engine", {})
         console.print(f"outputs: Earth Engine exports per tile to {ee.get('destination')}, models in "

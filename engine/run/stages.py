@@ -47,6 +47,7 @@ class GlobalStats:
     sample_step: int  # statistics sample: every sample_step-th grid pixel
     skill_step: int  # held-out skill: every skill_step-th grid pixel
     notes: list[str] = field(default_factory=list)
+    reads: dict[str, float] = field(default_factory=dict)  # what the pass read from a counting source (ee)
 
     @property
     def paired(self) -> pd.DataFrame:
@@ -63,7 +64,8 @@ class GlobalStats:
             return json.loads(json.dumps(out.to_dict(orient="records")))
 
         return {"images": frame(self.images), "sar": frame(self.sar), "donor_id": self.donor_id,
-                "sample_step": self.sample_step, "skill_step": self.skill_step, "notes": self.notes}
+                "sample_step": self.sample_step, "skill_step": self.skill_step, "notes": self.notes,
+                **({"reads": self.reads} if self.reads else {})}
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> GlobalStats:
@@ -74,7 +76,8 @@ class GlobalStats:
 
         images = frame(d["images"])
         images["paired"] = images["paired"].astype(bool)
-        return cls(images, frame(d["sar"]), d["donor_id"], d["sample_step"], d["skill_step"], d.get("notes", []))
+        return cls(images, frame(d["sar"]), d["donor_id"], d["sample_step"], d["skill_step"], d.get("notes", []),
+                   d.get("reads", {}))
 
     def save(self, path: Path) -> None:
         atomic_write_json(path, self.to_json())

@@ -40,6 +40,9 @@ def source_for(params: Parameters) -> Source:
     """The data source the parameters ask for."""
     if params.DATA_SOURCE == "synthetic":
         return get_source("synthetic", seed=params.SYNTHETIC_SEED)
+    if params.DATA_SOURCE == "ee":  # it lives with the Earth Engine client code, which sources may not import
+        raise ConfigError("DATA_SOURCE 'ee' is built by engine.backends.gee.source.source_for_params: pass it to "
+                          "LocalBackend(source=...)")
     return get_source("stac", catalog=params.STAC_CATALOG, optical_collection=params.STAC_OPTICAL_COLLECTION,
                       sar_collection=params.STAC_SAR_COLLECTION, sar_units=params.STAC_SAR_UNITS,
                       patch_url=url_signer(params.STAC_SIGN_URL))

@@ -173,15 +173,19 @@ class EEApi:
                                                                          prettyPrint=False), what)
         return result["result"]
 
-    def compute_pixels(self, image: Any, grid: dict[str, Any], what: str = "computePixels") -> Any:
+    def compute_pixels(self, image: Any, grid: dict[str, Any], what: str = "computePixels",
+                       workload_tag: str | None = None) -> Any:
         """``image:computePixels`` of ``image`` on ``grid`` (crsCode, affineTransform, dimensions)
-        as a structured numpy array, one field per band (masked pixels arrive as 0: unmask first)."""
+        as a structured numpy array, one field per band (masked pixels arrive as 0: unmask first).
+        ``workload_tag`` labels the request's usage in Cloud Monitoring."""
         import io
 
         import ee
         import numpy as np
 
         body = {"expression": ee.serializer.encode(image, for_cloud_api=True), "fileFormat": "NPY", "grid": grid}
+        if workload_tag:
+            body["workloadTag"] = workload_tag
         with self.interactive:
             data = self.call(lambda: ee.data._get_cloud_projects_raw().image().computePixels(
                 project=self.parent, body=body), what)

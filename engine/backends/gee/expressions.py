@@ -121,25 +121,34 @@ def masked_image(bands: Sequence[str]) -> ee.Image:
 
 
 # --- optical ----------------------------------------------------------------------------------
-def _prepare_s2(img: ee.Image) -> ee.Image:
+def _s2_bands(img: ee.Image) -> tuple[ee.Image, ee.Image, ee.Image, ee.Image, ee.Image]:
+    """(red, nir, qa, valid, cloudy) of a Sentinel-2 L2A image."""
     scl = img.select("SCL")
     valid = scl.neq(0).And(scl.neq(1))  # [fix] no data / saturated are invalid, not clear
     cloudy = scl.eq(3).Or(scl.gte(7))
-    red = img.select("B4").multiply(1e-4)
-    nir = img.select("B8").multiply(1e-4)
-    return _ndvi_cloudy(img, red, nir, valid, cloudy)
+    return img.select("B4").multiply(1e-4), img.select("B8").multiply(1e-4), scl, valid, cloudy
 
 
-def _prepare_landsat(img: ee.Image) -> ee.Image:
+def _landsat_bands(img: ee.Image) -> tuple[ee.Image, ee.Image, ee.Image, ee.Image, ee.Image]:
+    """(red, nir, qa, valid, cloudy) of a Landsat Collection 2 L2 image."""
     qa = img.select("QA_PIXEL")
     valid = qa.bitwiseAnd(1).eq(0)  # bit 0: fill
     cloudy = qa.bitwiseAnd(0b11110).neq(0)  # bits 1-4: dilated cloud, cirrus, cloud, shadow
     red = img.select("SR_B4").multiply(2.75e-5).add(-0.2)
     nir = img.select("SR_B5").multiply(2.75e-5).add(-0.2)
-    return _ndvi_cloudy(img, red, nir, valid, cloudy)
+    return red, nir, qa, valid, cloudy
 
 
-def _ndvi_cloudy(img: ee.Image, red: ee.Image, nir: ee.Image, valid: ee.Image, cloudy: ee.Image) -> ee.Image:
+def _prepare_s2(img: ee.Image) -> ee.Image:
+    return _ndvi_cloudy(img, *_s2_bands(img))
+
+
+def _prepare_landsat(img: ee.Image) -> ee.Image:
+    return _ndvi_cloudy(img, *_landsat_bands(img))
+
+
+def _ndvi_cloudy(img: ee.Image, red: ee.Image, nir: ee.Image, qa: ee.Image, valid: ee.Image,
+                 cloudy: ee.Image) -> ee.Image:
     total = nir.add(red)
     ok = total.gt(0)
     ndvi = nir.subtract(red).divide(total).updateMask(ok).rename("ndvi")
@@ -148,29 +157,55 @@ def _ndvi_cloudy(img: ee.Image, red: ee.Image, nir: ee.Image, valid: ee.Image, c
     return ee.Image(out.copyProperties(img, ["system:time_start"]))
 
 
+def _raw_s2(img: ee.Image) -> ee.Image:
+    return _raw(img, *_s2_bands(img))
+
+
+def _raw_landsat(img: ee.Image) -> ee.Image:
+    return _raw(img, *_landsat_bands(img))
+
+
+def _raw(img: ee.Image, red: ee.Image, nir: ee.Image, qa: ee.Image, valid: ee.Image, cloudy: ee.Image) -> ee.Image:
+    """``red``, ``nir`` (reflectance), ``qa`` (the mission's QA band) and ``cloudy``, all masked where
+    the prepared image's ``cloudy`` is (invalid, or NIR + Red <= 0): what a local source reads."""
+    prepared = _ndvi_cloudy(img, red, nir, qa, valid, cloudy).select("cloudy")
+    out = ee.Image.cat([red.rename("red"), nir.rename("nir"), qa.toFloat().rename("qa")]).updateMask(prepared.mask())
+    return ee.Image(out.addBands(prepared).copyProperties(img, ["system:time_start"]))
+
+
+def optical_images(mission: str, include_l9: bool, region: ee.Geometry, start_ms: Any, end_ms: Any,
+                   raw: bool = False) -> ee.ImageCollection:
+    """The mission's images over ``region`` in [start, end) ms, prepared (``ndvi``, ``cloudy``) or,
+    with ``raw``, as read by a local source (``red``, ``nir``, ``qa``, ``cloudy``)."""
+    if mission == "S2":
+        col = ee.ImageCollection(S2_COLLECTION)
+        prepare = _raw_s2 if raw else _prepare_s2
+    else:
+        col = ee.ImageCollection(L8_COLLECTION)
+        if include_l9:
+            col = col.merge(ee.ImageCollection(L9_COLLECTION))
+        prepare = _raw_landsat if raw else _prepare_landsat
+    return col.filterBounds(region).filterDate(start_ms, end_ms).map(prepare)
+
+
 def optical_collection(spec: Spec, region: ee.Geometry) -> ee.ImageCollection:
     """Prepared optical images over ``region`` in [start, end): bands ``ndvi``, ``cloudy``."""
-    start, end = spec.start_day * DAY_MS, spec.end_day * DAY_MS
-    if spec.mission == "S2":
-        return ee.ImageCollection(S2_COLLECTION).filterBounds(region).filterDate(start, end).map(_prepare_s2)
-    col = ee.ImageCollection(L8_COLLECTION)
-    if spec.include_l9:
-        col = col.merge(ee.ImageCollection(L9_COLLECTION))
-    return col.filterBounds(region).filterDate(start, end).map(_prepare_landsat)
+    return optical_images(spec.mission, spec.include_l9, region, spec.start_day * DAY_MS, spec.end_day * DAY_MS)
 
 
-def daily_mosaic(col: ee.ImageCollection, day: Any) -> ee.Image:
+def daily_mosaic(col: ee.ImageCollection, day: Any, bands: Sequence[str] = ("ndvi", "cloudy")) -> ee.Image:
     """All images of UTC day ``day`` (days since epoch) as one: per pixel the first acquisition
     that is clear there, else the first that is valid there (algorithm.md, job 1 step 2: a pixel
     is clear that day if any image that day is clear there; the local backend's rule).
 
     ``mosaic`` puts the last image of a collection on top: the stack is the masked bottom, the
-    day's images latest first, then the same images cut to their clear pixels, latest first."""
+    day's images latest first, then the same images cut to their clear pixels, latest first.
+    ``bands`` are the collection's bands (one of them ``cloudy``)."""
     t0 = ee.Number(day).multiply(DAY_MS)
     same_day = col.filterDate(t0, t0.add(DAY_MS)).sort("system:time_start", False)
     clear_only = same_day.map(lambda img: img.updateMask(img.select("cloudy").eq(0)))
     # [fix] a day without an image over this region still gives the bands (masked)
-    stack = ee.ImageCollection([masked_image(["ndvi", "cloudy"])]).merge(same_day).merge(clear_only)
+    stack = ee.ImageCollection([masked_image(list(bands))]).merge(same_day).merge(clear_only)
     return stack.mosaic().set("system:time_start", t0)
 
 
@@ -193,14 +228,18 @@ def observation(col: ee.ImageCollection, day: Any, donor_day: Any | None, valida
 def sar_collection(spec: Spec, region: ee.Geometry) -> ee.ImageCollection:
     """S1 GRD IW scenes with VV and VH over ``region`` in [start - window, end + window)."""
     w = spec.window_days
+    return sar_images(region, (spec.start_day - w) * DAY_MS, (spec.end_day + w) * DAY_MS)
+
+
+def sar_images(region: ee.Geometry, start_ms: Any, end_ms: Any) -> ee.ImageCollection:
+    """S1 GRD IW scenes with VV and VH over ``region`` with start in [start, end) ms, bands VV, VH."""
 
     def native(img: ee.Image) -> ee.Image:
         # [fix] computed at the scene's own 10 m grid: read at 30 m, Earth Engine would take the
         # 20 m level of the mean pyramid; this keeps the nearest 10 m pixel, as a direct read does
         return img.reproject(img.select("VV").projection())
 
-    return (ee.ImageCollection(S1_COLLECTION).filterBounds(region)
-            .filterDate((spec.start_day - w) * DAY_MS, (spec.end_day + w) * DAY_MS)
+    return (ee.ImageCollection(S1_COLLECTION).filterBounds(region).filterDate(start_ms, end_ms)
             .filter(ee.Filter.eq("instrumentMode", "IW"))
             .filter(ee.Filter.listContains("transmitterReceiverPolarisation", "VV"))
             .filter(ee.Filter.listContains("transmitterReceiverPolarisation", "VH"))

@@ -18,7 +18,7 @@ from shapely.geometry.base import BaseGeometry
 from engine.backends import aoi_stats
 from engine.backends.pairing import pair_and_split, sample_step, skill_step
 from engine.run.stages import GlobalStats
-from engine.backends.local.inputs import read_composites, read_optical, to_days
+from engine.backends.local.inputs import add_reads, read_composites, read_optical, reads_of, reads_since, to_days
 from engine.backends.scoring import inside_mask
 from engine.run.context import RunContext
 from engine.errors import DataError
@@ -35,19 +35,21 @@ def sample_geobox(grid: GridSpec, aoi: BaseGeometry, step: int) -> GeoBox:
 
 def tile_image_sums(source: Source, aoi: BaseGeometry, gbox: GeoBox, mission: str, optical_ids: list[str],
                     optical_days: np.ndarray, sar_ids: list[str], sar_days: np.ndarray,
-                    window_days: int) -> dict[str, np.ndarray]:
+                    window_days: int) -> tuple[dict[str, np.ndarray], dict[str, float]]:
     """One tile's share of the AOI-wide per-image statistics (``engine.backends.aoi_stats``): the
-    pixels of its compute window ``gbox`` inside the AOI, at full resolution. Runs in a dask worker."""
+    pixels of its compute window ``gbox`` inside the AOI, at full resolution; and what it read from
+    the source (``reads_since``). Runs in a dask worker."""
     inside = inside_mask(gbox, aoi)
     n = len(optical_ids)
     if not inside.any():
-        return aoi_stats.add([], n)
+        return aoi_stats.add([], n), {}
+    before = reads_of(source)
     opt = read_optical(source, gbox, optical_ids, mission)
     if sar_ids:
         vv_c, vh_c = read_composites(source, gbox, sar_ids, sar_days, optical_days, window_days)
     else:
         vv_c = vh_c = np.full(opt.valid.shape, np.nan, np.float32)
-    return aoi_stats.tile_sums(opt.valid, opt.cloudy, vv_c, vh_c, inside)
+    return aoi_stats.tile_sums(opt.valid, opt.cloudy, vv_c, vh_c, inside), reads_since(source, before)
 
 
 def global_pass(ctx: RunContext, source: Source, client: Client | None = None) -> GlobalStats:
@@ -90,10 +92,12 @@ def global_pass(ctx: RunContext, source: Source, client: Client | None = None) -
         finally:
             for f in futures:
                 f.release()
-    table = aoi_stats.image_table(aoi_stats.add(parts, len(images)), grid.resolution, p.STATS_SCALE)
+    table = aoi_stats.image_table(aoi_stats.add([sums for sums, _ in parts], len(images)), grid.resolution,
+                                  p.STATS_SCALE)
     images = pd.concat([images, table], axis=1)
     images["s1_count"] = aoi_stats.scene_counts(sar["time"], images["day"].to_numpy(), p.SAR_WINDOW_DAYS)
     donor_id, notes = pair_and_split(images, len(sar), ctx)
     return GlobalStats(images=images, sar=sar.assign(day=sar_days)[["id", "time", "day"]], donor_id=donor_id,
-                       sample_step=step, skill_step=skill_step(aoi.area / grid.resolution**2), notes=notes)
+                       sample_step=step, skill_step=skill_step(aoi.area / grid.resolution**2), notes=notes,
+                       reads=add_reads([reads for _, reads in parts]))
 

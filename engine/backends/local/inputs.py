@@ -37,6 +37,27 @@ class Stopwatch:
         self.seconds += time.perf_counter() - self._t0
 
 
+def reads_of(source: Source) -> dict[str, float]:
+    """What the calling thread has read from ``source`` so far, for sources that count their reads
+    (the Earth Engine source: requests, pixel-bands, estimated EECU-seconds); {} for the others."""
+    usage = getattr(source, "usage", None)
+    return dict(usage()) if callable(usage) else {}
+
+
+def reads_since(source: Source, before: dict[str, float]) -> dict[str, float]:
+    """The reads of ``source`` since ``before = reads_of(source)`` in this thread."""
+    return {k: round(v - before.get(k, 0), 6) for k, v in reads_of(source).items()}
+
+
+def add_reads(parts: Sequence[dict[str, float]]) -> dict[str, float]:
+    """The sum of several ``reads_since`` records."""
+    total: dict[str, float] = {}
+    for part in parts:
+        for k, v in part.items():
+            total[k] = round(total.get(k, 0) + v, 6)
+    return total
+
+
 @dataclass
 class Optical:
     """NDVI and the cloud flags of a set of images over a window."""

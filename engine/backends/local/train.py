@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from config.parameters import Parameters
-from engine.backends.local.inputs import Optical, Stopwatch, read_composites, read_optical
+from engine.backends.local.inputs import Optical, Stopwatch, read_composites, read_optical, reads_of, reads_since
 from engine.backends.scoring import inside_mask, lattice
 from engine.backends.local.sink import TileSink
 from engine.run.context import RunContext
@@ -126,6 +126,7 @@ def train_tile(ctx: RunContext, tile: Tile, stats: GlobalStats, source: Source) 
     if not inside_h[core].any():
         return TileOutcome(tile.id, "train", "empty", message="no pixel centre of the tile lies inside the AOI")
     reading = Stopwatch()
+    before = reads_of(source)
     with reading:
         opt = read_optical(source, hgbox, list(stats.images["id"]), p.OPTICAL_MISSION)
     if not (opt.valid[:, core[0], core[1]] & inside_h[core]).any():
@@ -139,5 +140,7 @@ def train_tile(ctx: RunContext, tile: Tile, stats: GlobalStats, source: Source) 
     sink = TileSink(RunDir(ctx.run_dir), tile, window)
     outputs = {**sink.model(products.coef), **sink.work_arrays(products.work), **sink.sample(**products.sample),
                **sink.cube(products.cube)}
+    reads = reads_since(source, before)
     return TileOutcome(tile.id, "train", "done", outputs=outputs,
-                       stats={**products.stats, "read_s": round(reading.seconds, 3)})
+                       stats={**products.stats, "read_s": round(reading.seconds, 3),
+                              **({"source_reads": reads} if reads else {})})
