@@ -113,8 +113,9 @@ class Parameters(BaseModel):
     # --- the engine's own keys ---
     BACKEND: Literal["local", "gee"] = Field("local", description="local (numpy/dask) or gee (Earth Engine).")
     DATA_SOURCE: Literal["synthetic", "stac", "ee"] = Field(
-        "synthetic", description="local backend input: synthetic, stac, or ee (Earth Engine's collections read "
-        "with computePixels at EE_API_URL for EE_PROJECT; the science runs locally)."
+        "synthetic",
+        description="local backend input: synthetic, stac, or ee (Earth Engine's collections read "
+        "with computePixels at EE_API_URL for EE_PROJECT; the science runs locally).",
     )
     SYNTHETIC_SEED: int = Field(0, ge=0, description="Seed of the synthetic source.")
     STAC_CATALOG: str | None = Field(None, description="Static catalog.json path/URL or STAC API URL.")

@@ -87,6 +87,15 @@ def print_plan(ctx: RunContext) -> None:
              "rough: per pixel-date cost measured by benchmarks/area_scaling.py on the machine of "
              "benchmarks/RESULTS.md; machines differ up to 2x")
     t.add_row("Earth Engine compute", eecu_row(ctx, eecu_outlook(ctx)))
+    if p.BACKEND == "local" and p.DATA_SOURCE == "ee":
+        from engine.backends.gee.source import planned_reads
+        from engine.run.eecu import human_hours
+
+        r = planned_reads(ctx)
+        t.add_row("Earth Engine reads", f"~{r['requests']:,.0f} computePixels requests, ~{r['pixel_bands'] / 1e6:,.0f} M "
+                  f"pixel-bands (~{human_bytes(r['pixel_bands'] * 4)} transferred), "
+                  f"~{human_hours(r['eecu_seconds_estimated'] / 3600)} EECU-h (estimated; interactive "
+                  "requests report no usage), no batch task")
     t.add_row("estimate", f"~{human_seconds(est.seconds)} wall, ~{human_bytes(est.bytes)} of outputs ({basis})")
     t.add_row("run directory", str(ctx.run_dir))
     console.print(t)

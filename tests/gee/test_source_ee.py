@@ -10,7 +10,7 @@ import pytest
 from affine import Affine
 from odc.geo.geobox import GeoBox
 
-from engine.backends.gee.source import READ_EECU_PER_PIXEL_BAND, EarthEngineSource
+from engine.backends.gee.source import READ_EECU_PER_PIXEL_BAND, EarthEngineSource, planned_reads
 from engine.cli import main
 from engine.ee_standin import StandIn
 from engine.sources import get_source
@@ -69,6 +69,14 @@ def test_run_source_ee_gives_the_synthetic_cube_and_reports_its_reads(runs, caps
     assert reads["requests"] == requests > 0
     assert reads["eecu_seconds_estimated"] == pytest.approx(reads["pixel_bands"] * READ_EECU_PER_PIXEL_BAND, abs=1e-3)
     assert reads["pixel_bands"] > 2 * 1727 * 12  # at least the AOI's pixels x dates, optical and SAR
+    # what plan announced for the run is close to what it read
+    from engine.run.record import context_from_run
+    from engine.run.rundir import RunDir
+
+    rd = RunDir(tmp / "ee")
+    planned = planned_reads(context_from_run(rd.root, rd.read_run()))
+    assert 0.5 < planned["pixel_bands"] / reads["pixel_bands"] < 2
+    assert 0.5 < planned["requests"] / reads["requests"] < 2
 
 
 @pytest.fixture
@@ -104,7 +112,10 @@ def test_reads_equal_the_synthetic_source_through_429s_and_small_requests(source
     assert src.api().retries > 0  # the 429s were retried, not returned
 
 
-def test_source_ee_is_for_the_local_backend(capsys):
+def test_plan_announces_the_reads_and_source_ee_is_for_the_local_backend(capsys, tmp_path):
+    assert main(["plan", "--source", "ee", *QUICK, "--project", "p", "--run-dir", str(tmp_path / "r")]) == 0
+    out = capsys.readouterr().out
+    assert "Earth Engine reads" in out and "computePixels requests" in out and "no batch task" in out
     assert main(["plan", "--backend", "gee", "--source", "ee", "--aoi", QUICK[1], "--project", "p"]) == 2
     err = capsys.readouterr().err
     assert "--source ee" in err and "--backend local" in err and "Traceback" not in err

@@ -43,6 +43,7 @@ if TYPE_CHECKING:  # pragma: no cover
 #: [assumption] EECU-seconds per pixel-band a computePixels read of a collection mosaic costs: the
 #: engine's guess (Earth Engine publishes no per-request figure), the gee backend's mosaic rate.
 READ_EECU_PER_PIXEL_BAND = 2.0e-6
+CHUNK_IMAGES = 24  # images the local backend reads at once (engine.backends.local.inputs.CHUNK_IMAGES)
 QA_NODATA = {"S2": 0, "L8": 1, "L9": 1}  # SCL no data; QA_PIXEL bit 0 (fill)
 OPTICAL_BANDS = ("red", "nir", "qa")
 SAR_BANDS = ("VV", "VH")
@@ -236,6 +237,32 @@ def _dataset(arrays: dict[str, np.ndarray], geobox: GeoBox, ids: Sequence[str], 
                             mission=("time", np.asarray(missions, dtype=object)))
 
 
+def planned_reads(ctx: Any) -> dict[str, float]:
+    """What a ``--source ee`` run will read (planning only): every tile's optical dates (3 bands) and S1
+    scenes (2 bands) twice, on its compute window for the global pass and with its halo for stage A,
+    in read calls of at most ``CHUNK_IMAGES`` images and requests of at most 48 MiB."""
+    import math
+
+    from engine.backends.gee.download import MAX_RESPONSE_BYTES
+    from tiling.budget import estimate_dates
+
+    p, plan = ctx.params, ctx.plan
+    dates = plan.budget.dates
+    scenes = estimate_dates(SAR_MISSION, (p.END_DATE - p.START_DATE).days + 2 * p.SAR_WINDOW_DAYS)
+    halo = plan.budget.halo
+    requests = pixel_bands = 0.0
+    for tile in plan.tiles:
+        window = plan.compute_window(tile)
+        if window is None:
+            continue
+        for px in (window.width * window.height, (window.width + 2 * halo) * (window.height + 2 * halo)):
+            for images, bands in ((dates, len(OPTICAL_BANDS)), (scenes, len(SAR_BANDS))):
+                calls = math.ceil(images / CHUNK_IMAGES)
+                requests += max(calls, math.ceil(px * images * bands * 4 / MAX_RESPONSE_BYTES))
+                pixel_bands += px * images * bands
+    return {"requests": requests, "pixel_bands": pixel_bands, "eecu_seconds_estimated": estimated_eecu_seconds(pixel_bands)}
+
+
 def source_for_params(params: Any) -> EarthEngineSource:
     """The Earth Engine source of a run's parameters: its project, URL and this process's share of the
     interactive request cap (the cap split over the local workers)."""
@@ -245,4 +272,5 @@ def source_for_params(params: Any) -> EarthEngineSource:
                              poll_interval_s=params.POLL_INTERVAL_S)
 
 
-__all__ = ["EarthEngineSource", "estimated_eecu_seconds", "source_for_params", "READ_EECU_PER_PIXEL_BAND"]
+__all__ = ["EarthEngineSource", "estimated_eecu_seconds", "planned_reads", "source_for_params",
+           "READ_EECU_PER_PIXEL_BAND"]
