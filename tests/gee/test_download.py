@@ -78,6 +78,7 @@ def test_download_gives_the_exported_pixels_then_reads_nothing_again(gee_run, ca
     assert not any("were not scored" in n for n in m["notes"])
     assert main(["report", str(run_dir)]) == 0
     assert "not available" not in capsys.readouterr().out
+    _renders_in_chromium(run_dir / "report" / "index.html", run_dir.parent)
     # a second download reads nothing; one lost chunk is read again, alone
     assert main(["download", str(run_dir)]) == 0
     assert standin.counters[CALLS] - before == first
@@ -87,6 +88,27 @@ def test_download_gives_the_exported_pixels_then_reads_nothing_again(gee_run, ca
     assert main(["download", str(run_dir)]) == 0
     assert standin.counters[CALLS] - before == first + 1
     assert json.loads((run_dir / "download.json").read_text())["read"] == 1
+
+
+def _renders_in_chromium(page, tmp):
+    """Headless Chromium loads every section of the report and decodes every figure."""
+    import re
+    import shutil
+
+    from engine.report import FIGURES, SECTION_IDS
+
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.skip("chromium is not on PATH (CI's .ci/run installs it)")
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+             "--disable-component-update", "--disable-dev-shm-usage", f"--user-data-dir={tmp / 'chromium-profile'}",
+             "--virtual-time-budget=5000", "--dump-dom", page.as_uri()]
+    proc = subprocess.run([chromium, *flags], capture_output=True, text=True, timeout=90)
+    assert proc.returncode == 0 and "<body" in proc.stdout, proc.stderr[-2000:]
+    for sid in SECTION_IDS:
+        assert f'<section id="{sid}">' in proc.stdout, sid
+    body = re.search(r"<body[^>]*>", proc.stdout).group(0)
+    assert f'data-images-ok="{len(FIGURES)}"' in body and f'data-images-total="{len(FIGURES)}"' in body, body
 
 
 def test_download_killed_resumes_without_reading_finished_chunks(gee_run, tmp_path):
