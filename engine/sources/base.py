@@ -33,6 +33,7 @@ __all__ = [
     "SAR_MISSION",
     "make_id",
     "parse_id",
+    "parse_ids",
     "to_day",
     "day_to_datetime64",
     "empty_catalog",
@@ -97,6 +98,20 @@ def parse_id(image_id: str) -> tuple[str, int]:
     except ValueError as e:
         raise SourceError(f"image id {image_id!r} has an invalid date") from e
     return m["mission"], (d - _dt.date(1970, 1, 1)).days
+
+
+def parse_ids(ids: Sequence[str] | str, allowed: Sequence[str]) -> tuple[list[str], np.ndarray]:
+    """``(missions, days)`` of image ids, each of a mission in ``allowed``; :class:`SourceError` otherwise."""
+    if isinstance(ids, str):
+        ids = [ids]
+    missions, days = [], []
+    for i in ids:
+        m, d = parse_id(i)
+        if m not in allowed:
+            raise SourceError(f"image id {i!r} is not one of the missions {', '.join(allowed)} this read accepts")
+        missions.append(m)
+        days.append(d)
+    return missions, np.asarray(days, dtype=np.int64)
 
 
 def _timestamp(value: Any) -> pd.Timestamp:

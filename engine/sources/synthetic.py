@@ -42,7 +42,7 @@ from engine.sources.base import (
     day_to_datetime64,
     empty_catalog,
     make_id,
-    parse_id,
+    parse_ids,
     to_ns,
 )
 
@@ -1164,7 +1164,7 @@ class SyntheticSource:
 
     def coverage(self, geobox: GeoBox, ids: Sequence[str]) -> np.ndarray:
         """Per id, True where its day's footprint covers the pixel centre (``(time, y, x)`` bool)."""
-        missions, days = self._parse(ids, self.missions + (SAR_MISSION,))
+        missions, days = parse_ids(ids, self.missions + (SAR_MISSION,))
         out = np.empty((len(days),) + tuple(geobox.shape), dtype=bool)
         for t, (m, d) in enumerate(zip(missions, days)):
             out[t] = coverage_mask(m, int(d), geobox)
@@ -1288,19 +1288,6 @@ class SyntheticSource:
         return out
 
     @staticmethod
-    def _parse(ids: Sequence[str], allowed: Sequence[str]) -> tuple[list[str], np.ndarray]:
-        if isinstance(ids, str):
-            ids = [ids]
-        missions, days = [], []
-        for i in ids:
-            m, d = parse_id(i)
-            if m not in allowed:
-                raise SourceError(f"image id {i!r} is not one of the missions {', '.join(allowed)} this read accepts")
-            missions.append(m)
-            days.append(d)
-        return missions, np.asarray(days, dtype=np.int64)
-
-    @staticmethod
     def _times(missions: Sequence[str], days: np.ndarray) -> np.ndarray:
         secs = np.asarray([OVERPASS_SECONDS[m] for m in missions], dtype=np.int64)
         return day_to_datetime64(days, secs)
@@ -1312,7 +1299,7 @@ class SyntheticSource:
     # -- reads ---------------------------------------------------------------------------------
 
     def read_optical(self, geobox: GeoBox, ids: Sequence[str]) -> xr.Dataset:
-        missions, days = self._parse(ids, self.missions)
+        missions, days = parse_ids(ids, self.missions)
         crs_key, xs, ys, xm, ym, p, yearkey, pixkey = self._static(geobox)
         nt, ny, nx = days.size, ys.size, xs.size
         red = np.empty((nt, ny, nx), dtype=np.float32)
@@ -1361,7 +1348,7 @@ class SyntheticSource:
         return ds
 
     def read_sar(self, geobox: GeoBox, ids: Sequence[str]) -> xr.Dataset:
-        missions, days = self._parse(ids, (SAR_MISSION,))
+        missions, days = parse_ids(ids, (SAR_MISSION,))
         crs_key, xs, ys, xm, ym, p, yearkey, pixkey = self._static(geobox)
         nt, ny, nx = days.size, ys.size, xs.size
         vv = np.empty((nt, ny, nx), dtype=np.float32)
@@ -1386,7 +1373,7 @@ class SyntheticSource:
         return ds.assign_coords(id=("time", np.asarray(list(ids), dtype=object)))
 
     def read_truth_ndvi(self, geobox: GeoBox, ids: Sequence[str]) -> xr.DataArray:
-        missions, days = self._parse(ids, self.missions + (SAR_MISSION,))
+        missions, days = parse_ids(ids, self.missions + (SAR_MISSION,))
         crs_key, xs, ys, xm, ym, p, yearkey, pixkey = self._static(geobox)
         out = np.empty((days.size, ys.size, xs.size), dtype=np.float32)
         if days.size:

@@ -32,7 +32,7 @@ from engine.backends.gee import expressions as X
 from engine.backends.gee.download import NODATA, plan_chunks
 from engine.backends.gee.session import is_loopback
 from engine.errors import SourceError
-from engine.sources.base import SAR_MISSION, day_to_datetime64, empty_catalog, make_id, parse_id, to_ns
+from engine.sources.base import SAR_MISSION, day_to_datetime64, empty_catalog, make_id, parse_ids, to_ns
 
 if TYPE_CHECKING:  # pragma: no cover
     import xarray
@@ -133,7 +133,7 @@ class EarthEngineSource:
 
     # --- reads ---
     def read_optical(self, geobox: GeoBox, ids: Sequence[str]) -> xarray.Dataset:
-        missions, days = _parse(ids, tuple(QA_NODATA))
+        missions, days = parse_ids(ids, tuple(QA_NODATA))
         self.api()
         region = _region(geobox)
         images = []
@@ -146,7 +146,7 @@ class EarthEngineSource:
         return _dataset({"red": arrays["red"], "nir": arrays["nir"], "qa": qa}, geobox, ids, missions, days)
 
     def read_sar(self, geobox: GeoBox, ids: Sequence[str]) -> xarray.Dataset:
-        missions, days = _parse(ids, (SAR_MISSION,))
+        missions, days = parse_ids(ids, (SAR_MISSION,))
         self.api()
         region = _region(geobox)
         # the day's scenes over the masked bottom, the first acquisition on top (mosaic: last on top)
@@ -173,7 +173,7 @@ class EarthEngineSource:
         kw = {} if self.request_bytes is None else {"limit": self.request_bytes}
         chunks = plan_chunks(what, names, (0, 0, w, h), **kw)
         a = geobox.affine
-        crs = f"EPSG:{geobox.crs.epsg}" if geobox.crs.epsg else geobox.crs.to_wkt()
+        crs = _crs(geobox)
         api = self.api()
 
         def fetch(chunk: Any) -> None:
@@ -209,19 +209,12 @@ def _region(geobox: GeoBox) -> Any:
     import ee
 
     x0, y0, x1, y1 = geobox.extent.boundingbox
-    crs = f"EPSG:{geobox.crs.epsg}" if geobox.crs.epsg else geobox.crs.to_wkt()
-    return ee.Geometry.Rectangle([x0, y0, x1, y1], proj=crs, geodesic=False)
+    return ee.Geometry.Rectangle([x0, y0, x1, y1], proj=_crs(geobox), geodesic=False)
 
 
-def _parse(ids: Sequence[str], allowed: tuple[str, ...]) -> tuple[list[str], list[int]]:
-    missions, days = [], []
-    for i in ids:
-        m, d = parse_id(i)
-        if m not in allowed:
-            raise SourceError(f"image id {i!r}: the Earth Engine source reads {', '.join(allowed)} here")
-        missions.append(m)
-        days.append(d)
-    return missions, days
+def _crs(geobox: GeoBox) -> str:
+    """The window's CRS as Earth Engine takes it: its EPSG code, else its WKT."""
+    return f"EPSG:{geobox.crs.epsg}" if geobox.crs.epsg else geobox.crs.to_wkt()
 
 
 def _dataset(arrays: dict[str, np.ndarray], geobox: GeoBox, ids: Sequence[str], missions: list[str],
