@@ -70,10 +70,10 @@ class Timers:
 
 # (module, attribute, step): the functions the tile stages call, as they name them
 STEPS = [
-    (inputs, "cloud_mask", "optical: cloud mask"), (inputs, "ndvi", "optical: NDVI"),
-    (train, "gap_statistics", "gap statistics"), (train, "read_composites", "SAR composites"), (sar, "composite", "SAR composites"),
-    (sar, "box_mean", "covariates: 21 x 21 neighbourhood"), (sar, "focal_median3", "covariates: focal medians"),
-    (sar, "covariates", "covariates: the rest"), (train, "robust_fit", "regression"), (train, "predict", "prediction"),
+    (inputs, "observe", "optical: cloud mask and NDVI"),
+    (train, "gap_statistics", "gap statistics"), (train, "read_composites", "SAR composites"),
+    (sar, "covariates", "covariates (21 x 21 means, focal medians, differences)"), (train, "robust_fit", "regression"),
+    (train, "predict", "prediction"),
     (finish, "pca_smooth", "PCA smoothing"), (finish, "calibrate", "calibration"), (finish, "fill", "fill"),
     (finish, "score", "skill and baselines"),
 ]

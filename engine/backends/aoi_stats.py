@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
+import numba
 import numpy as np
 import pandas as pd
 
@@ -26,19 +27,48 @@ def quantise(values: np.ndarray) -> np.ndarray:
     return np.where(np.isfinite(v), np.sign(v) * np.floor(np.abs(v) + 0.5), 0).astype(np.int64)
 
 
-def tile_sums(valid: np.ndarray, cloudy: np.ndarray, vv: np.ndarray, vh: np.ndarray,
-              inside: np.ndarray) -> dict[str, np.ndarray]:
-    """One tile's sums per image (each ``(T,)`` int64) from ``(T, y, x)`` arrays: ``valid`` and
-    ``cloudy`` (bool), ``vv`` / ``vh`` composites (dB, NaN masked); ``inside`` ``(y, x)`` marks
-    the pixels of the tile's core whose centres are inside the AOI."""
-    inside = np.asarray(inside, dtype=bool)
-    out = {"valid": (valid & inside).sum(axis=(1, 2)).astype(np.int64),
-           "cloudy": (cloudy & valid & inside).sum(axis=(1, 2)).astype(np.int64)}
+@numba.njit(cache=True)
+def _flag_counts(valid, cloudy, inside, out_valid, out_cloudy):
+    for t in range(valid.shape[0]):
+        nv = 0
+        nc = 0
+        for k in range(inside.size):
+            if inside[k] and valid[t, k]:
+                nv += 1
+                nc += cloudy[t, k]
+        out_valid[t] += nv
+        out_cloudy[t] += nc
+
+
+@numba.njit(cache=True)
+def _quantised_sum(plane, inside):
+    total = 0
+    n = 0
+    for k in range(inside.size):
+        if inside[k]:
+            v = np.float64(plane[k]) / SAR_QUANTUM  # as ``quantise``: the same float64 steps
+            if abs(v) < np.inf:
+                q = np.floor(abs(v) + 0.5)
+                total += np.int64(q) if v >= 0 else -np.int64(q)
+                n += 1
+    return total, n
+
+
+def add_flags(sums: dict[str, np.ndarray], index: slice, valid: np.ndarray, cloudy: np.ndarray,
+              inside: np.ndarray) -> None:
+    """Add the ``valid`` / ``cloudy`` counts of images ``index`` ((t, y, x) bool) over ``inside``."""
+    t = valid.shape[0]
+    _flag_counts(valid.reshape(t, -1), cloudy.reshape(t, -1), np.ascontiguousarray(inside).reshape(-1),
+                 sums["valid"][index], sums["cloudy"][index])
+
+
+def add_sar(sums: dict[str, np.ndarray], i: int, vv: np.ndarray, vh: np.ndarray, inside: np.ndarray) -> None:
+    """Add image ``i``'s quantised composite sums and counts ((y, x) dB, NaN masked) over ``inside``."""
+    flat = np.ascontiguousarray(inside).reshape(-1)
     for name, comp in (("vv", vv), ("vh", vh)):
-        ok = np.isfinite(comp) & inside
-        out[f"{name}_sum"] = np.where(ok, quantise(comp), 0).sum(axis=(1, 2), dtype=np.int64)
-        out[f"{name}_n"] = ok.sum(axis=(1, 2)).astype(np.int64)
-    return out
+        total, n = _quantised_sum(np.ascontiguousarray(comp).reshape(-1), flat)
+        sums[f"{name}_sum"][i] += total
+        sums[f"{name}_n"][i] += n
 
 
 def add(parts: Iterable[Mapping[str, np.ndarray]], n_images: int) -> dict[str, np.ndarray]:

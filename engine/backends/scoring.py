@@ -35,6 +35,15 @@ def skill_pixels(window: Window, stats: GlobalStats, inside: np.ndarray) -> np.n
     return lattice(window, stats.skill_step) & inside
 
 
+def _baselines(obs: np.ndarray, usable: np.ndarray, days: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Gap lengths and the two baselines of (T, P) series, computed on pixel-major copies (each
+    pixel's series contiguous: the same values, read cache-friendly) and returned (T, P) C-ordered."""
+    obs_f, usable_f = np.asfortranarray(obs), np.asfortranarray(usable)
+    return tuple(np.ascontiguousarray(a) for a in (gap_length(usable_f, days),  # type: ignore[return-value]
+                                                   linear_interp_baseline(obs_f, usable_f, days),
+                                                   whittaker_baseline(obs_f, usable_f, days)))
+
+
 def score(obs: np.ndarray, mask: np.ndarray, pred: np.ndarray, filled: np.ndarray, labels: np.ndarray,
           days: np.ndarray, truth: np.ndarray | None) -> dict[str, dict]:
     """Held-out skill of the SAR prediction next to optical-only baselines, on (T, P) pixel series.
@@ -46,9 +55,7 @@ def score(obs: np.ndarray, mask: np.ndarray, pred: np.ndarray, filled: np.ndarra
     """
     testing = (labels == "Testing")[:, None]
     usable = (mask == 0) & np.isfinite(obs) & ~testing
-    gl = gap_length(usable, days)
-    lin = linear_interp_baseline(obs, usable, days)
-    whit = whittaker_baseline(obs, usable, days)
+    gl, lin, whit = _baselines(obs, usable, days)
     out = {}
     targets = {
         "validation": (labels == "Validation")[:, None] & (mask == 2) & np.isfinite(obs),
@@ -61,9 +68,7 @@ def score(obs: np.ndarray, mask: np.ndarray, pred: np.ndarray, filled: np.ndarra
         out[name] = acc.to_dict()
     if truth is not None:
         clear_all = (mask == 0) & np.isfinite(obs)
-        gl_t = gap_length(clear_all, days)
-        lin_t = linear_interp_baseline(obs, clear_all, days)
-        whit_t = whittaker_baseline(obs, clear_all, days)
+        gl_t, lin_t, whit_t = _baselines(obs, clear_all, days)
         where = np.isin(mask, (1, 3)) & np.isfinite(truth) & np.isfinite(filled) & np.isfinite(lin_t) & np.isfinite(whit_t)
         acc = SkillAccumulator()
         for method, values in (("sar", filled), ("linear", lin_t), ("whittaker", whit_t)):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-__all__ = ["focal_median3", "box_mean"]
+__all__ = ["focal_median3", "box_mean", "box_mean_rows", "median3_window"]
 
 
 def _as_planes(a: np.ndarray) -> tuple[np.ndarray, np.dtype]:
@@ -72,51 +72,65 @@ def _sort9(b: np.ndarray) -> None:
 
 
 @numba.njit(cache=True)
-def _focal_median3_kernel(src: np.ndarray, out: np.ndarray) -> None:
-    n_planes, h, w = src.shape
-    lo = np.empty(w, dtype=src.dtype)
-    mid = np.empty(w, dtype=src.dtype)
-    hi = np.empty(w, dtype=src.dtype)
-    full = np.empty(w, dtype=np.bool_)
+def median3_window(a, oy, h, o, r0, c0):
+    """o[y, x] <- the NaN-aware 3 x 3 median at pixel (r0 + y, c0 + x) of a plane of ``h`` rows and
+    ``a.shape[1]`` columns whose rows ``oy .. oy + a.shape[0]`` ``a`` holds (every row the window
+    reaches). The window is truncated at the plane's edges, not ``a``'s."""
+    w = a.shape[1]
+    ho, wo = o.shape
+    lo = np.empty(wo + 2, dtype=a.dtype)  # the sorted 3-pixel columns c0 - 1 .. c0 + wo
+    mid = np.empty(wo + 2, dtype=a.dtype)
+    hi = np.empty(wo + 2, dtype=a.dtype)
+    full = np.zeros(wo + 2, dtype=np.bool_)
     buf = np.empty(9, dtype=np.float64)
-    for p in range(n_planes):
-        a = src[p]
-        o = out[p]
-        for y in range(h):
-            interior_row = 0 < y < h - 1
-            if interior_row:
-                # Sort each 3-pixel column once; it serves three output pixels.
-                for x in range(w):
-                    u, v, s = a[y - 1, x], a[y, x], a[y + 1, x]
-                    full[x] = not (np.isnan(u) or np.isnan(v) or np.isnan(s))
-                    lo[x], mid[x], hi[x] = _sort3(u, v, s)
-            for x in range(w):
-                if interior_row and 0 < x < w - 1 and full[x - 1] and full[x] and full[x + 1]:
-                    # Exact median of 9 from three sorted columns:
-                    # med3(max of lows, med3 of mids, min of highs).
-                    mx_lo = max(lo[x - 1], max(lo[x], lo[x + 1]))
-                    mn_hi = min(hi[x - 1], min(hi[x], hi[x + 1]))
-                    md = _sort3(mid[x - 1], mid[x], mid[x + 1])[1]
-                    o[y, x] = _sort3(mx_lo, md, mn_hi)[1]
-                    continue
-                # General path (edges, NaN): NaN and off-array neighbours become +inf and sort
-                # last; a branch-free sorting network then orders all 9, the n valid ones first.
-                n = 0
-                k = 0
-                for yy in range(y - 1, y + 2):
-                    for xx in range(x - 1, x + 2):
-                        v = a[yy, xx] if (0 <= yy < h and 0 <= xx < w) else np.nan
-                        ok = not np.isnan(v)
-                        buf[k] = v if ok else np.inf
-                        n += ok
-                        k += 1
-                _sort9(buf)
-                if n == 0:
-                    o[y, x] = np.nan
-                elif n % 2 == 1:
-                    o[y, x] = buf[n // 2]
+    for y in range(ho):
+        yy0 = r0 + y
+        interior_row = 0 < yy0 < h - 1
+        if interior_row:
+            # Sort each 3-pixel column once; it serves three output pixels.
+            for k in range(wo + 2):
+                xx = c0 - 1 + k
+                if 0 <= xx < w:
+                    u, v, s = a[yy0 - 1 - oy, xx], a[yy0 - oy, xx], a[yy0 + 1 - oy, xx]
+                    full[k] = not (np.isnan(u) or np.isnan(v) or np.isnan(s))
+                    lo[k], mid[k], hi[k] = _sort3(u, v, s)
                 else:
-                    o[y, x] = 0.5 * (buf[n // 2 - 1] + buf[n // 2])
+                    full[k] = False
+        for x in range(wo):
+            xx0 = c0 + x
+            k = x + 1
+            if interior_row and 0 < xx0 < w - 1 and full[k - 1] and full[k] and full[k + 1]:
+                # Exact median of 9 from three sorted columns:
+                # med3(max of lows, med3 of mids, min of highs).
+                mx_lo = max(lo[k - 1], max(lo[k], lo[k + 1]))
+                mn_hi = min(hi[k - 1], min(hi[k], hi[k + 1]))
+                md = _sort3(mid[k - 1], mid[k], mid[k + 1])[1]
+                o[y, x] = _sort3(mx_lo, md, mn_hi)[1]
+                continue
+            # General path (edges, NaN): NaN and off-plane neighbours become +inf and sort
+            # last; a branch-free sorting network then orders all 9, the n valid ones first.
+            n = 0
+            m = 0
+            for yy in range(yy0 - 1, yy0 + 2):
+                for xx in range(xx0 - 1, xx0 + 2):
+                    v = a[yy - oy, xx] if (0 <= yy < h and 0 <= xx < w) else np.nan
+                    ok = not np.isnan(v)
+                    buf[m] = v if ok else np.inf
+                    n += ok
+                    m += 1
+            _sort9(buf)
+            if n == 0:
+                o[y, x] = np.nan
+            elif n % 2 == 1:
+                o[y, x] = buf[n // 2]
+            else:
+                o[y, x] = 0.5 * (buf[n // 2 - 1] + buf[n // 2])
+
+
+@numba.njit(cache=True)
+def _focal_median3_kernel(src: np.ndarray, out: np.ndarray) -> None:
+    for p in range(src.shape[0]):
+        median3_window(src[p], 0, src.shape[1], out[p], 0, 0)
 
 
 def focal_median3(a: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
@@ -144,43 +158,53 @@ def focal_median3(a: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
 
 
 @numba.njit(cache=True)
-def _box_mean_kernel(src: np.ndarray, radius: int, out: np.ndarray) -> None:
-    n_planes, h, w = src.shape
-    col_sum = np.empty((h + 1, w), dtype=np.float64)
-    col_cnt = np.empty((h + 1, w), dtype=np.int64)
+def box_mean_rows(a, radius, ya, yb, out):
+    """out[y - ya, x] <- the NaN-aware (2r+1)^2 box mean of the plane ``a`` for rows ya .. yb - 1.
+    Column sums are cumulative from the plane's first row whatever ``ya``, so any row range gets
+    the very numbers of the whole plane's computation."""
+    h, w = a.shape
+    top = max(ya - radius, 0)  # the first and last cumulative rows the windows use
+    bottom = min(yb + radius, h)
+    col_sum = np.empty((bottom - top + 1, w), dtype=np.float64)  # col_sum[k] = rows < top + k
+    col_cnt = np.empty((bottom - top + 1, w), dtype=np.int64)
+    run_sum = np.zeros(w, dtype=np.float64)
+    run_cnt = np.zeros(w, dtype=np.int64)
+    for y in range(bottom):
+        if y >= top:
+            col_sum[y - top] = run_sum
+            col_cnt[y - top] = run_cnt
+        for x in range(w):
+            v = a[y, x]
+            if np.isfinite(v):
+                run_sum[x] = run_sum[x] + v
+                run_cnt[x] = run_cnt[x] + 1
+    col_sum[bottom - top] = run_sum
+    col_cnt[bottom - top] = run_cnt
     row_sum = np.empty(w + 1, dtype=np.float64)
     row_cnt = np.empty(w + 1, dtype=np.int64)
-    for p in range(n_planes):
-        a = src[p]
-        # Cumulative sums down each column (values and valid counts), in float64 / int64.
-        col_sum[0, :] = 0.0
-        col_cnt[0, :] = 0
-        for y in range(h):
-            for x in range(w):
-                v = a[y, x]
-                if np.isfinite(v):
-                    col_sum[y + 1, x] = col_sum[y, x] + v
-                    col_cnt[y + 1, x] = col_cnt[y, x] + 1
-                else:
-                    col_sum[y + 1, x] = col_sum[y, x]
-                    col_cnt[y + 1, x] = col_cnt[y, x]
-        for y in range(h):
-            y0 = max(y - radius, 0)
-            y1 = min(y + radius + 1, h)
-            # Cumulative sums along the row of the vertical window sums.
-            row_sum[0] = 0.0
-            row_cnt[0] = 0
-            for x in range(w):
-                row_sum[x + 1] = row_sum[x] + (col_sum[y1, x] - col_sum[y0, x])
-                row_cnt[x + 1] = row_cnt[x] + (col_cnt[y1, x] - col_cnt[y0, x])
-            for x in range(w):
-                x0 = max(x - radius, 0)
-                x1 = min(x + radius + 1, w)
-                c = row_cnt[x1] - row_cnt[x0]
-                if c > 0:
-                    out[p, y, x] = (row_sum[x1] - row_sum[x0]) / c
-                else:
-                    out[p, y, x] = np.nan
+    for y in range(ya, yb):
+        y0 = max(y - radius, 0) - top
+        y1 = min(y + radius + 1, h) - top
+        # Cumulative sums along the row of the vertical window sums.
+        row_sum[0] = 0.0
+        row_cnt[0] = 0
+        for x in range(w):
+            row_sum[x + 1] = row_sum[x] + (col_sum[y1, x] - col_sum[y0, x])
+            row_cnt[x + 1] = row_cnt[x] + (col_cnt[y1, x] - col_cnt[y0, x])
+        for x in range(w):
+            x0 = max(x - radius, 0)
+            x1 = min(x + radius + 1, w)
+            c = row_cnt[x1] - row_cnt[x0]
+            if c > 0:
+                out[y - ya, x] = (row_sum[x1] - row_sum[x0]) / c
+            else:
+                out[y - ya, x] = np.nan
+
+
+@numba.njit(cache=True)
+def _box_mean_kernel(src: np.ndarray, radius: int, out: np.ndarray) -> None:
+    for p in range(src.shape[0]):
+        box_mean_rows(src[p], radius, 0, src.shape[1], out[p])
 
 
 def box_mean(a: np.ndarray, radius: int = 10) -> np.ndarray:

@@ -9,6 +9,8 @@ import numpy as np
 
 __all__ = ["PCABasis", "n_components", "pca_basis", "pca_smooth"]
 
+SMOOTH_CHUNK = 4096  # pixels projected at once
+
 
 @dataclass(frozen=True, eq=False)
 class PCABasis:
@@ -76,11 +78,15 @@ def pca_smooth(pred: np.ndarray, basis: PCABasis) -> np.ndarray:
     n = basis.mean.shape[0]
     if pred.ndim < 1 or pred.shape[0] != n:
         raise ValueError(f"pred has {pred.shape[0] if pred.ndim else 0} dates but the PCA basis has {n}")
-    x = pred.reshape(n, -1).astype(np.float64)
-    missing = np.isnan(x)
-    anom = x - basis.mean[:, None]
-    anom[missing] = 0.0
+    x = pred.reshape(n, -1)
+    out = np.empty(x.shape, np.float32)
     comps = basis.components
-    recon = comps @ (comps.T @ anom) + basis.mean[:, None]
-    recon[missing] = np.nan
-    return recon.astype(np.float32).reshape(pred.shape)
+    for a in range(0, x.shape[1], SMOOTH_CHUNK):  # cache-sized float64 blocks: the same numbers, no big temporaries
+        block = x[:, a:a + SMOOTH_CHUNK].astype(np.float64)
+        missing = np.isnan(block)
+        anom = block - basis.mean[:, None]
+        anom[missing] = 0.0
+        recon = comps @ (comps.T @ anom) + basis.mean[:, None]
+        recon[missing] = np.nan
+        out[:, a:a + SMOOTH_CHUNK] = recon
+    return out.reshape(pred.shape)

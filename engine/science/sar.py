@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numba
 import numpy as np
+from numba.typed import List
 
-from engine.science.neighbourhood import box_mean, focal_median3
+from engine.science.neighbourhood import box_mean_rows, median3_window
 
 __all__ = ["COVARIATES", "NOISE_FLOOR_DB", "composite", "covariates", "window_mean", "window_members"]
 
@@ -15,28 +18,38 @@ NOISE_FLOOR_DB = -40.0  # values <= this are border noise and masked
 
 
 @numba.njit(cache=True)
-def _window_mean(images, members, out):
-    _, ny, nx = images.shape
+def _window_mean(planes, out):
+    ny, nx = out.shape
+    total = np.empty(nx)  # float64, members in order: the sums do not depend on how images are held
+    n = np.empty(nx, np.int64)
     for r in range(ny):
-        for c in range(nx):
-            total = 0.0  # float64, members in order: the sums do not depend on how images are held
-            n = 0
-            for s in members:
-                v = images[s, r, c]
+        total[:] = 0.0
+        n[:] = 0
+        for k in range(len(planes)):
+            row = planes[k][r]
+            for c in range(nx):
+                v = row[c]
                 if v > NOISE_FLOOR_DB:  # False for NaN
-                    total += v
-                    n += 1
-            out[r, c] = total / n if n > 0 else np.nan
+                    total[c] += v
+                    n[c] += 1
+        for c in range(nx):
+            out[r, c] = total[c] / n[c] if n[c] > 0 else np.nan
 
 
-def window_mean(images: np.ndarray, members: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """``out`` (y, x) <- per-pixel mean (dB) of ``images[members]`` (S, y, x) over values above the
-    noise floor, NaN where none: one fused pass, no temporaries."""
-    members = np.asarray(members, dtype=np.int64)
-    if members.size == 0:
+def window_mean(planes: Sequence[np.ndarray], out: np.ndarray) -> np.ndarray:
+    """``out`` (y, x) <- per-pixel mean (dB) of the (y, x) ``planes`` over values above the
+    noise floor, NaN where none: one pass, the images read where they are (no stack)."""
+    if len(planes) == 0:
         out[...] = np.nan
-    else:
-        _window_mean(np.ascontiguousarray(images), members, out)
+        return out
+    dtype = np.result_type(*(np.asarray(p).dtype for p in planes))
+    dtype = dtype if np.issubdtype(dtype, np.floating) else np.dtype(np.float64)
+    typed = List()
+    for plane in planes:
+        if plane.shape != out.shape:
+            raise ValueError(f"plane of shape {plane.shape} does not match the output {out.shape}")
+        typed.append(np.ascontiguousarray(plane, dtype=dtype))
+    _window_mean(typed, out)
     return out
 
 
@@ -65,7 +78,7 @@ def composite(
     for i, t in enumerate(target_days):
         members = window_members(sar_days, int(t), half_window)
         counts[i] = members.size
-        window_mean(sar_db, members, out[i])
+        window_mean([sar_db[m] for m in members], out[i])
     return out, counts
 
 
@@ -90,30 +103,51 @@ def covariates(
     is ``median(composite) - mean`` (a per-date constant shifts the median), and the smoothed
     ``*_mean`` is the constant wherever that median exists (any valid value in the 3 x 3 window).
     """
-    vv = np.asarray(vv, dtype=np.float32)
-    vh = np.asarray(vh, dtype=np.float32)
+    vv = np.ascontiguousarray(vv, dtype=np.float32)
+    vh = np.ascontiguousarray(vh, dtype=np.float32)
     if vv.shape != vh.shape or vv.ndim != 3:
         raise ValueError(f"vv and vh must both be (T, y, x); got {vv.shape} and {vh.shape}")
-    t = vv.shape[0]
+    t, h, w = vv.shape
     means = []
     for name, m in (("vv_mean", vv_mean), ("vh_mean", vh_mean)):
-        m = np.asarray(m, dtype=np.float32).reshape(-1)
+        m = np.ascontiguousarray(np.asarray(m, dtype=np.float32).reshape(-1))
         if m.shape != (t,):
             raise ValueError(f"{name} must have one value per date ({t}), got shape {m.shape}")
-        means.append(m[:, None, None])
+        means.append(m)
     rows, cols = crop if crop is not None else (slice(None), slice(None))
-    shape = vv[:, rows, cols].shape
-    out = np.empty((len(COVARIATES), *shape), dtype=np.float32)
-    raw = np.empty(vv.shape, dtype=np.float32)  # one band before smoothing, reused
-    smooth = np.empty(vv.shape, dtype=np.float32)  # one smoothed band, reused
-    for j, (comp, mean) in enumerate(zip((vv, vh), means)):
-        nmean = box_mean(comp, radius)
-        focal_median3(comp, out=smooth)  # median(composite) -> *_mean and *_diff
-        out[0 + j] = np.where(np.isnan(smooth[:, rows, cols]), np.float32(np.nan), mean)
-        np.subtract(smooth[:, rows, cols], mean, out=out[2 + j])
-        focal_median3(nmean, out=smooth)
-        out[4 + j] = smooth[:, rows, cols]
-        np.subtract(comp, nmean, out=raw)
-        focal_median3(raw, out=smooth)
-        out[6 + j] = smooth[:, rows, cols]
+    (r0, r1, rs), (c0, c1, cs) = rows.indices(h), cols.indices(w)
+    if rs != 1 or cs != 1:
+        raise ValueError(f"crop must be contiguous slices, got {crop}")
+    out = np.empty((len(COVARIATES), t, max(r1 - r0, 0), max(c1 - c0, 0)), dtype=np.float32)
+    if out.size:
+        for j, (comp, mean) in enumerate(zip((vv, vh), means)):
+            _covariate_band(comp, mean, int(radius), r0, c0, out, j)
     return out
+
+
+@numba.njit(cache=True)
+def _covariate_band(comp, mean, radius, r0, c0, out, j):
+    """Covariates j, 2 + j, 4 + j, 6 + j of one polarisation (``covariates``), a date at a time: the
+    box mean and the composite minus it only on the rows the crop's medians reach."""
+    t, h, w = comp.shape
+    ho, wo = out.shape[2], out.shape[3]
+    ya, yb = max(r0 - 1, 0), min(r0 + ho + 1, h)  # rows the 3 x 3 medians of the crop read
+    nmean = np.empty((yb - ya, w), dtype=np.float32)
+    raw = np.empty((yb - ya, w), dtype=np.float32)
+    med = np.empty((ho, wo), dtype=np.float32)
+    nan = np.float32(np.nan)
+    for d in range(t):
+        plane = comp[d]
+        box_mean_rows(plane, radius, ya, yb, nmean)
+        for y in range(yb - ya):
+            for x in range(w):
+                raw[y, x] = plane[ya + y, x] - nmean[y, x]
+        median3_window(plane, 0, h, med, r0, c0)  # median(composite) -> *_mean and *_diff
+        m = mean[d]
+        for y in range(ho):
+            for x in range(wo):
+                v = med[y, x]
+                out[j, d, y, x] = nan if np.isnan(v) else m
+                out[2 + j, d, y, x] = v - m
+        median3_window(nmean, ya, h, out[4 + j, d], r0, c0)
+        median3_window(raw, ya, h, out[6 + j, d], r0, c0)

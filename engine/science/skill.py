@@ -128,7 +128,7 @@ def linear_interp_baseline(obs: np.ndarray, usable: np.ndarray, days: np.ndarray
     usable observation. Non-finite observations are treated as not usable.
     """
     obs, usable, d = _check(obs, usable, days)
-    out = np.empty(obs.shape, dtype=_out_dtype(obs))
+    out = np.empty_like(obs, dtype=_out_dtype(obs))  # the input's layout (pixel-major reads)
     if obs.size:
         _linear_kernel(obs, usable, d, out)
     return out
@@ -234,7 +234,7 @@ def whittaker_baseline(
     if not (lam >= 0 and np.isfinite(lam)):
         raise ValueError(f"lam must be a finite number >= 0, got {lam}")
     obs, usable, d = _check(obs, usable, days)
-    out = np.empty(obs.shape, dtype=_out_dtype(obs))
+    out = np.empty_like(obs, dtype=_out_dtype(obs))  # the input's layout (pixel-major reads)
     if obs.size:
         a0, a1, a2 = _penalty_bands(d, float(lam))
         _whittaker_kernel(obs, usable, a0, a1, a2, out)
@@ -272,9 +272,9 @@ def gap_length(usable: np.ndarray, days: np.ndarray) -> np.ndarray:
     if usable.ndim != 2:
         raise ValueError(f"usable must be (T, P), got {usable.shape}")
     _, _, d = _check(np.zeros(usable.shape, np.float32), usable, days)
-    out = np.empty(usable.shape, dtype=np.float32)
+    out = np.empty_like(usable, dtype=np.float32)  # the input's layout (pixel-major reads)
     if usable.size:
-        _gap_kernel(np.ascontiguousarray(usable), d, out)
+        _gap_kernel(usable, d, out)
     return out
 
 

@@ -30,3 +30,27 @@ def test_read_composites_equals_the_whole_stack(monkeypatch):
         assert g.dtype == np.float32 and np.array_equal(g, w, equal_nan=True)
     read = [i for chunk in reads for i in chunk]
     assert len(read) == len(set(read)) and len(reads) > 1  # each image read once, in chunks
+
+
+def test_truth_read_on_the_skill_lattice_equals_the_window_read_selected():
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from engine.backends.local.finish import skill_truth
+    from engine.backends.scoring import skill_pixels
+    from tiling.grid import Window
+
+    src = SyntheticSource(seed=2)
+    grid = GridSpec(32755, 30.0, 64)
+    window = Window(10601, -263803, 41, 29)  # not aligned to the lattice on either axis
+    gbox = grid.geobox(*window)
+    ids = list(src.optical_catalog(gbox, "S2", "2021-01-01", "2021-03-01")["id"][:4])
+    inside = np.ones(gbox.shape, bool)
+    inside[5:12, 7:30] = False  # a hole of the AOI
+    for step in (1, 3, 5):
+        stats = SimpleNamespace(skill_step=step, paired=pd.DataFrame({"id": ids}))
+        want = src.read_truth_ndvi(gbox, ids).values[:, skill_pixels(window, stats, inside)]
+        got = skill_truth(src, grid, window, stats, inside)
+        assert got.shape == want.shape and want.shape[1] > 0
+        assert np.array_equal(got, want, equal_nan=True)

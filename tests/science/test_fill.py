@@ -33,3 +33,21 @@ def test_fill_nan_handling_and_median():
     nothing = fill(np.full((3, 3), np.nan, np.float32), np.ones((3, 3), np.uint8), np.full((3, 3), np.nan, np.float32))
     assert np.all(np.isnan(nothing))
 
+
+
+def test_fill_of_a_crop_equals_the_whole_fill_cropped():
+    rng = np.random.default_rng(5)
+    obs = rng.random((3, 9, 8)).astype(np.float32)
+    cal = rng.random((3, 9, 8)).astype(np.float32)
+    mask = rng.choice(np.array([0, 1, 2, 3], np.uint8), (3, 9, 8))
+    obs[0, 2:4, 3] = np.nan
+    cal[1, 5, :] = np.nan
+    for keep in (False, True):
+        whole = fill(obs, mask, cal, keep_clear=keep)
+        want = np.where((mask == 0) & ~np.isnan(obs), obs, focal_median3(np.where(
+            (mask != 0) | (np.isnan(obs) & ~np.isnan(cal)), cal, obs))) if keep else focal_median3(
+            np.where((mask != 0) | (np.isnan(obs) & ~np.isnan(cal)), cal, obs))
+        assert np.array_equal(whole, want, equal_nan=True)
+        for crop in (1, 2):
+            assert np.array_equal(fill(obs, mask, cal, keep_clear=keep, crop=crop),
+                                  whole[:, crop:-crop, crop:-crop], equal_nan=True)

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.science.optical import cloud_mask, daily_mosaic, ndvi
+from engine.science.optical import cloud_mask, daily_mosaic, ndvi, observe
 
 
 def test_ndvi_values_and_invalid_cases():
@@ -86,3 +86,31 @@ def test_daily_mosaic_prefers_the_first_clear_image_then_the_first_valid():
     np.testing.assert_array_equal(r, np.array([[0.2, 0.1, 0.2, np.nan]], np.float32))
     _, (q_valid,) = daily_mosaic(times, qa, valid=valid)  # without clear: first valid wins
     np.testing.assert_array_equal(q_valid, [[9, 9, 4, 0]])
+
+
+@pytest.mark.parametrize("mission,qa_dtype", [("S2", np.uint8), ("L8", np.uint16), ("S2", np.float32), ("L8", np.float64)])
+def test_observe_equals_cloud_mask_and_ndvi(mission, qa_dtype):
+    rng = np.random.default_rng(4)
+    shape = (3, 17, 11)
+    red = rng.uniform(-0.05, 0.6, shape).astype(np.float32)
+    nir = rng.uniform(-0.05, 0.9, shape).astype(np.float32)
+    red[0, :2] = np.nan
+    nir[1, 3] = 0.0
+    red[1, 3] = 0.0  # NIR + red == 0
+    codes = rng.integers(0, 12, shape) if mission == "S2" else rng.choice([0, 1, 2, 8, 21824, 21826, 55052, 23888], shape)
+    qa = codes.astype(qa_dtype)
+    if np.issubdtype(qa_dtype, np.floating):
+        qa[2, 0] = np.nan
+    cloudy, valid = cloud_mask(mission, qa)
+    want = ndvi(red, nir)
+    valid &= np.isfinite(want)
+    out = (np.empty(shape, np.float32), np.empty(shape, bool), np.empty(shape, bool))
+    observe(mission, red, nir, qa, *out)
+    assert np.array_equal(out[0], np.where(valid, want, np.nan), equal_nan=True)  # bit for bit
+    assert np.array_equal(out[1], cloudy & valid) and np.array_equal(out[2], valid)
+    assert valid.any() and (cloudy & valid).any() and (~valid).any()
+    flags = (np.empty(shape, bool), np.empty(shape, bool))
+    observe(mission, red, nir, qa, None, *flags)  # the flags alone
+    assert np.array_equal(flags[0], out[1]) and np.array_equal(flags[1], out[2])
+    with pytest.raises(ValueError, match="C-contiguous"):
+        observe(mission, red, nir, qa, None, np.empty((3, 11, 17), bool).transpose(0, 2, 1), flags[1])

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from engine.science.neighbourhood import box_mean, focal_median3
 from engine.science.sar import COVARIATES, composite, covariates
@@ -59,3 +60,33 @@ def test_covariates_smoothing_and_nan_handling():
     assert out[0, 0, 4, 4] == np.float32(-12.5)
     assert np.all(np.isnan(out[[0, 2, 4, 6], 2]))
     assert np.all(np.isfinite(out[[1, 3, 5, 7], 2]))
+
+
+def _covariates_by_whole_planes(vv, vh, vv_mean, vh_mean, radius, rows, cols):
+    """The covariates as defined: whole-plane box means and focal medians, then the crop."""
+    out = []
+    for comp, mean in ((vv, vv_mean), (vh, vh_mean)):
+        m = np.asarray(mean, np.float32)[:, None, None]
+        nmean = box_mean(comp, radius)
+        med = focal_median3(comp)
+        out.append({0: np.where(np.isnan(med), np.float32(np.nan), m), 2: med - m,
+                    4: focal_median3(nmean), 6: focal_median3(comp - nmean)})
+    bands = [out[k % 2][k - k % 2] for k in range(8)]
+    return np.stack([b[:, rows, cols] for b in bands])
+
+
+@pytest.mark.parametrize("rows,cols", [(slice(None), slice(None)), (slice(4, 9), slice(3, 20)),
+                                       (slice(0, 1), slice(0, 25)), (slice(20, 26), slice(22, 25)),
+                                       (slice(11, 12), slice(0, 1))])
+def test_covariates_of_a_crop_equal_the_whole_planes_cropped(rows, cols):
+    rng = np.random.default_rng(7)
+    vv = rng.normal(-12, 3, (3, 26, 25)).astype(np.float32)
+    vh = rng.normal(-19, 3, (3, 26, 25)).astype(np.float32)
+    vv[0, 5:9, 2:6] = np.nan  # a gap inside the crops
+    vh[1, :, 0] = np.nan  # a NaN edge column
+    vv[2] = np.nan  # a date with no composite
+    means = (np.array([-11.5, -12.2, np.nan], np.float32), np.array([-18.9, -19.4, -19.0], np.float32))
+    got = covariates(vv, vh, *means, radius=4, crop=(rows, cols))
+    want = _covariates_by_whole_planes(vv, vh, *means, 4, rows, cols)
+    assert got.shape == want.shape and got.dtype == np.float32
+    assert np.array_equal(got, want, equal_nan=True)  # bit for bit

@@ -4,11 +4,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numba
 import numpy as np
 
 from config.parameters import Parameters
 from engine.backends.local.inputs import Stopwatch
 from engine.backends.local.sink import TileSink
+from engine.backends.sample_reduce import lattice_offsets
 from engine.backends.scoring import inside_mask, score, skill_pixels
 from engine.run.context import RunContext
 from engine.run.rundir import RunDir
@@ -17,7 +19,41 @@ from engine.science.calibration import calibrate
 from engine.science.fill import fill
 from engine.science.pca import pca_smooth
 from engine.sources.base import Source
-from tiling.grid import Tile, Window
+from tiling.grid import GridSpec, Tile, Window
+
+
+@numba.njit(cache=True)
+def _keep_inside(a, inside, fill_value, out):
+    for t in range(a.shape[0]):
+        for y in range(a.shape[1]):
+            for x in range(a.shape[2]):
+                out[t, y, x] = a[t, y, x] if inside[y, x] else fill_value
+
+
+def keep_inside(a: np.ndarray, inside: np.ndarray) -> np.ndarray:
+    """A (T, y, x) array's values on the AOI's pixels, the cube's fill value elsewhere (NaN, or 255
+    for uint8), as a new C-contiguous array."""
+    out = np.empty(a.shape, a.dtype)
+    _keep_inside(a, inside, a.dtype.type(255) if a.dtype == np.uint8 else a.dtype.type(np.nan), out)
+    return out
+
+
+@numba.njit(cache=True)
+def _clear_errors(obs, mask, pred, inside, err):
+    """err <- |obs - pred| on clear AOI pixels with both values, else 0; returns their count per date."""
+    n = np.zeros(obs.shape[0], np.int64)
+    for t in range(obs.shape[0]):
+        for y in range(obs.shape[1]):
+            for x in range(obs.shape[2]):
+                o = obs[t, y, x]
+                q = pred[t, y, x]
+                if mask[t, y, x] == 0 and inside[y, x] and not np.isnan(o) and not np.isnan(q) \
+                        and abs(o) < np.inf and abs(q) < np.inf:
+                    err[t, y, x] = abs(o - q)
+                    n[t] += 1
+                else:
+                    err[t, y, x] = 0.0
+    return n
 
 
 @dataclass
@@ -47,26 +83,39 @@ def finish_products(params: Parameters, stats: GlobalStats, reduction: Reduction
             calibrated[i] = calibrate(smoothed[i], ps, os_)
     if p.CLIP_NDVI:  # an option: the method keeps whatever the calibration gives
         calibrated = np.clip(calibrated, -1.0, 1.0)
-    # Step 10: fill and focal median, on core + 1 px margin, then crop.
-    filled = fill(obs, mask, calibrated, keep_clear=p.KEEP_CLEAR_OBSERVED)
+    # Step 10: fill and focal median of the core (from the core + 1 px margin).
+    filled = fill(obs, mask, calibrated, keep_clear=p.KEEP_CLEAR_OBSERVED, crop=1)
     core = (slice(None), slice(1, -1), slice(1, -1))
-    obs, mask, calibrated, smoothed, filled = (a[core] for a in (obs, mask, calibrated, smoothed, filled))
-
-    def aoi_only(a: np.ndarray) -> np.ndarray:
-        return np.where(inside, a, np.uint8(255) if a.dtype == np.uint8 else np.nan)
-
-    cube = {"filled": aoi_only(filled), "mask": aoi_only(mask), "prediction": aoi_only(calibrated),
-            "observation": aoi_only(obs)}
+    obs, mask, calibrated, smoothed = (a[core] for a in (obs, mask, calibrated, smoothed))
+    cube = {"filled": keep_inside(filled, inside), "mask": keep_inside(mask, inside),
+            "prediction": keep_inside(calibrated, inside), "observation": keep_inside(obs, inside)}
     if p.EXPORT_PCA:
-        cube["smoothed"] = aoi_only(smoothed)
+        cube["smoothed"] = keep_inside(smoothed, inside)
 
     # Per-image MAE sums on clear pixels (AOI-wide MAE = sum / n over all tiles).
-    clear = (mask == 0) & inside & np.isfinite(obs) & np.isfinite(calibrated)
-    err = np.where(clear, np.abs(obs - calibrated), 0.0)
-    mae = {"sum": err.sum(axis=(1, 2)).tolist(), "n": clear.sum(axis=(1, 2)).tolist()}
+    err = np.empty(obs.shape, np.float32)
+    n = _clear_errors(obs, mask, calibrated, inside, err)
+    mae = {"sum": err.sum(axis=(1, 2)).tolist(), "n": n.tolist()}
     sel = skill_pixels(window, stats, inside)
     skill = score(obs[:, sel], mask[:, sel], calibrated[:, sel], filled[:, sel], labels, days, truth)
     return FinishProducts(cube, {"mae": mae, "skill": skill})
+
+
+def skill_truth(source: Source, grid: GridSpec, window: Window, stats: GlobalStats,
+                inside: np.ndarray) -> np.ndarray | None:
+    """The true NDVI (paired dates, skill pixels) of a synthetic source, read on the skill lattice only."""
+    step = stats.skill_step
+    (r0, nr), (c0, nc) = (lattice_offsets(start, n, step) for start, n in ((window.row, window.height),
+                                                                           (window.col, window.width)))
+    if nr == 0 or nc == 0:
+        return np.zeros((len(stats.paired), 0), np.float32)
+    t = source.read_truth_ndvi(grid.geobox(c0 * step, r0 * step, nc, nr, step=step), list(stats.paired["id"]))
+    if t is None:
+        return None
+    rows = r0 * step + step // 2 - window.row + step * np.arange(nr)
+    cols = c0 * step + step // 2 - window.col + step * np.arange(nc)
+    on_lattice = skill_pixels(window, stats, inside)[np.ix_(rows, cols)]
+    return np.asarray(t.values, np.float32)[:, on_lattice]
 
 
 def finish_tile(ctx: RunContext, tile: Tile, stats: GlobalStats, reduction: Reduction, source: Source) -> TileOutcome:
@@ -81,8 +130,7 @@ def finish_tile(ctx: RunContext, tile: Tile, stats: GlobalStats, reduction: Redu
     truth = None
     if source.synthetic:
         with reading:
-            t = source.read_truth_ndvi(gbox, list(stats.paired["id"]))
-        truth = None if t is None else np.asarray(t.values, np.float32)[:, skill_pixels(window, stats, inside)]
+            truth = skill_truth(source, tile.grid, window, stats, inside)
     products = finish_products(ctx.params, stats, reduction, window, inside, pred, obs, mask, truth)
     return TileOutcome(tile.id, "finish", "done", outputs=sink.cube(products.cube),
                        stats={**products.stats, "read_s": round(reading.seconds, 3)})

@@ -18,7 +18,7 @@ from shapely.geometry.base import BaseGeometry
 from engine.backends import aoi_stats
 from engine.backends.pairing import pair_and_split, sample_step, skill_step
 from engine.run.stages import GlobalStats
-from engine.backends.local.inputs import add_reads, read_composites, read_optical, reads_of, reads_since, to_days
+from engine.backends.local.inputs import add_reads, iter_composites, iter_optical, reads_of, reads_since, to_days
 from engine.backends.scoring import inside_mask
 from engine.run.context import RunContext
 from engine.errors import DataError
@@ -37,19 +37,20 @@ def tile_image_sums(source: Source, aoi: BaseGeometry, gbox: GeoBox, mission: st
                     optical_days: np.ndarray, sar_ids: list[str], sar_days: np.ndarray,
                     window_days: int) -> tuple[dict[str, np.ndarray], dict[str, float]]:
     """One tile's share of the AOI-wide per-image statistics (``engine.backends.aoi_stats``): the
-    pixels of its compute window ``gbox`` inside the AOI, at full resolution; and what it read from
-    the source (``reads_since``). Runs in a dask worker."""
+    pixels of its compute window ``gbox`` inside the AOI, at full resolution, summed a chunk of
+    images (optical) or one composite (SAR) at a time; and what it read from the source
+    (``reads_since``). Runs in a dask worker."""
     inside = inside_mask(gbox, aoi)
-    n = len(optical_ids)
+    sums = aoi_stats.add([], len(optical_ids))
     if not inside.any():
-        return aoi_stats.add([], n), {}
+        return sums, {}
     before = reads_of(source)
-    opt = read_optical(source, gbox, optical_ids, mission)
+    for part, opt in iter_optical(source, gbox, optical_ids, mission, with_ndvi=False):
+        aoi_stats.add_flags(sums, part, opt.valid, opt.cloudy, inside)
     if sar_ids:
-        vv_c, vh_c = read_composites(source, gbox, sar_ids, sar_days, optical_days, window_days)
-    else:
-        vv_c = vh_c = np.full(opt.valid.shape, np.nan, np.float32)
-    return aoi_stats.tile_sums(opt.valid, opt.cloudy, vv_c, vh_c, inside), reads_since(source, before)
+        for i, vv, vh in iter_composites(source, gbox, sar_ids, sar_days, optical_days, window_days):
+            aoi_stats.add_sar(sums, i, vv, vh, inside)
+    return sums, reads_since(source, before)
 
 
 def global_pass(ctx: RunContext, source: Source, client: Client | None = None) -> GlobalStats:

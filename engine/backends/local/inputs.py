@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from odc.geo.geobox import GeoBox
 
-from engine.science.optical import cloud_mask, ndvi
+from engine.science.optical import observe
 from engine.science.sar import window_mean, window_members
 from engine.sources.base import Source
 
@@ -71,29 +71,40 @@ class Optical:
         return self.valid & ~self.cloudy
 
 
-def read_optical(source: Source, geobox: GeoBox, ids: Sequence[str], mission: str) -> Optical:
-    """NDVI and flags for ``ids`` over ``geobox``, read a few images at a time."""
+def iter_optical(source: Source, geobox: GeoBox, ids: Sequence[str], mission: str, with_ndvi: bool = True,
+                 out: Optical | None = None) -> Iterator[tuple[slice, Optical]]:
+    """NDVI and flags for ``ids`` over ``geobox``, read ``CHUNK_IMAGES`` at a time: ``(which ids,
+    their Optical)``, written into ``out``'s rows when given (``with_ndvi=False``: the flags only,
+    ``ndvi`` empty)."""
     h, w = geobox.shape
+    for i in range(0, len(ids), CHUNK_IMAGES):
+        part = slice(i, i + len(ids[i:i + CHUNK_IMAGES]))
+        n = part.stop - part.start
+        ds = source.read_optical(geobox, list(ids[part]))
+        opt = (Optical(out.ndvi[part] if with_ndvi else out.ndvi[:0], out.cloudy[part], out.valid[part]) if out
+               else Optical(np.empty((n if with_ndvi else 0, h, w), np.float32), np.empty((n, h, w), bool),
+                            np.empty((n, h, w), bool)))
+        observe(mission, ds["red"].values, ds["nir"].values, ds["qa"].values, opt.ndvi if with_ndvi else None,
+                opt.cloudy, opt.valid)
+        yield part, opt
+
+
+def read_optical(source: Source, geobox: GeoBox, ids: Sequence[str], mission: str) -> Optical:
+    """NDVI and flags for ``ids`` over ``geobox`` (``iter_optical``)."""
     n = len(ids)
-    out = Optical(np.full((n, h, w), np.nan, np.float32), np.zeros((n, h, w), bool), np.zeros((n, h, w), bool))
-    for i in range(0, n, CHUNK_IMAGES):
-        chunk = list(ids[i:i + CHUNK_IMAGES])
-        ds = source.read_optical(geobox, chunk)
-        cloudy, valid = cloud_mask(mission, ds["qa"].values)
-        v = ndvi(ds["red"].values, ds["nir"].values)
-        valid &= np.isfinite(v)
-        out.ndvi[i:i + len(chunk)] = np.where(valid, v, np.nan)
-        out.cloudy[i:i + len(chunk)] = cloudy & valid
-        out.valid[i:i + len(chunk)] = valid
+    out = Optical(*(np.empty((n, *geobox.shape), t) for t in (np.float32, bool, bool)))
+    for _ in iter_optical(source, geobox, ids, mission, out=out):
+        pass
     return out
 
 
-def read_composites(source: Source, geobox: GeoBox, sar_ids: Sequence[str], sar_days: np.ndarray,
-                    target_days: np.ndarray, half_window: int) -> tuple[np.ndarray, np.ndarray]:
-    """The VV and VH composites (T, y, x) float32 of ``target_days`` (step 3), streamed: each S1
-    image a window needs is read once, a chunk ahead, and its slot freed once no later date needs
-    it, so memory holds one window's images and one chunk, not the period's stack. Equal bit for
-    bit to ``engine.science.sar.composite`` of the whole stack."""
+def iter_composites(source: Source, geobox: GeoBox, sar_ids: Sequence[str], sar_days: np.ndarray,
+                    target_days: np.ndarray, half_window: int) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """The VV and VH composites (y, x) float32 of ``target_days`` (step 3), as ``(index, vv, vh)`` in
+    time order (the planes are reused: use them before the next), streamed: each S1 image a window
+    needs is read once, a chunk ahead, and dropped once no later date needs it, so memory holds one
+    window's images and one chunk, not the period's stack. Equal bit for bit to
+    ``engine.science.sar.composite`` of the whole stack."""
     h, w = geobox.shape
     sar_days = np.asarray(sar_days, np.int64)
     targets = np.asarray(target_days, np.int64)
@@ -102,26 +113,28 @@ def read_composites(source: Source, geobox: GeoBox, sar_ids: Sequence[str], sar_
     needed = np.unique(np.concatenate([np.zeros(0, np.int64), *wanted]))
     needed = needed[np.argsort(sar_days[needed], kind="stable")]  # read in time order
     last_use = {int(s): int(i) for i in order for s in wanted[i]}
-    out = np.empty((2, len(targets), h, w), np.float32)
-    held = np.empty((2, 0, h, w), np.float32)  # VV, VH of the images in use, one slot each
-    slot: dict[int, int] = {}
-    free: list[int] = []
+    held: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # image -> its VV and VH planes (views of a read)
+    planes = np.empty((2, h, w), np.float32)
     cursor = 0
     for i in order:
-        while any(int(s) not in slot for s in wanted[i]):
+        while any(int(s) not in held for s in wanted[i]):
             chunk = [int(s) for s in needed[cursor:cursor + CHUNK_IMAGES]]
             cursor += len(chunk)
-            if len(free) < len(chunk):  # grow (rarely: the slots of one window and one chunk)
-                free += range(held.shape[1], held.shape[1] + CHUNK_IMAGES)
-                held = np.concatenate([held, np.empty((2, CHUNK_IMAGES, h, w), np.float32)], axis=1)
             ds = source.read_sar(geobox, [sar_ids[s] for s in chunk])
-            for k, s in enumerate(chunk):
-                slot[s] = free.pop()
-                held[0, slot[s]], held[1, slot[s]] = ds["vv"].values[k], ds["vh"].values[k]
-        members = np.array([slot[int(s)] for s in wanted[i]], np.int64)
+            vv, vh = (np.ascontiguousarray(ds[b].values, np.float32) for b in ("vv", "vh"))
+            held.update({s: (vv[k], vh[k]) for k, s in enumerate(chunk)})
         for band in range(2):
-            window_mean(held[band], members, out[band, i])
+            window_mean([held[int(s)][band] for s in wanted[i]], planes[band])
+        yield int(i), planes[0], planes[1]
         for s in wanted[i]:
             if last_use[int(s)] == i:
-                free.append(slot.pop(int(s)))
+                del held[int(s)]
+
+
+def read_composites(source: Source, geobox: GeoBox, sar_ids: Sequence[str], sar_days: np.ndarray,
+                    target_days: np.ndarray, half_window: int) -> tuple[np.ndarray, np.ndarray]:
+    """The VV and VH composites (T, y, x) float32 of ``target_days`` (``iter_composites``)."""
+    out = np.empty((2, len(target_days), *geobox.shape), np.float32)
+    for i, vv, vh in iter_composites(source, geobox, sar_ids, sar_days, target_days, half_window):
+        out[0, i], out[1, i] = vv, vh
     return out[0], out[1]

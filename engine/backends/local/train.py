@@ -30,6 +30,7 @@ from tiling.grid import Tile, Window
 
 log = logging.getLogger(__name__)
 TRAIN_LABELS = ("Training", "Validation")
+STRIP_ROWS = 64  # rows of the compute window whose covariates are held at once
 
 
 @dataclass
@@ -69,35 +70,39 @@ def train_products(params: Parameters, stats: GlobalStats, window: Window, halo:
     # Job 2, steps 1-5 on the paired images.
     paired = images["paired"].to_numpy()
     labels = images["split"].to_numpy()[paired]
-    ndvi = opt.ndvi[paired]
+    ndvi = opt.ndvi if paired.all() else opt.ndvi[paired]
     mask = (~opt.clear[paired]).astype(np.uint8)
     if stats.donor_id is not None:
         d = int(np.flatnonzero(images["id"].to_numpy() == stats.donor_id)[0])
         mask = apply_artificial_mask(mask, labels, (opt.valid[d] & opt.cloudy[d]).astype(np.uint8))
     days = images["day"].to_numpy()[paired]
     pimg = images[paired]
-    cov = sar_science.covariates(vv_c, vh_c, pimg["vv_mean"].to_numpy(np.float32),
-                                 pimg["vh_mean"].to_numpy(np.float32), crop=margin)
+    means = (pimg["vv_mean"].to_numpy(np.float32), pimg["vh_mean"].to_numpy(np.float32))
     if p.EXPORT_INPUT:
         cube["vv"] = np.where(inside_core, vv_c[:, core[0], core[1]], np.nan)
         cube["vh"] = np.where(inside_core, vh_c[:, core[0], core[1]], np.nan)
 
-    # Step 6: per-pixel robust regression on the core + 1 px margin, pixels inside the AOI only.
+    # Steps 4, 6 and 7 a strip of rows at a time (the 8-band covariate stack of a strip only): the
+    # per-pixel robust regression on the core + 1 px margin, pixels inside the AOI only, and the
+    # predictions for every paired image there, kept for stage B.
     inside_m = inside_h[margin]
     hm, wm = inside_m.shape
     n_dates = len(days)
-    cov_px = cov.reshape(8, n_dates, hm * wm)  # covariates come cropped to the margin window
-    y_px = np.ascontiguousarray(ndvi[:, margin[0], margin[1]]).reshape(n_dates, hm * wm)
-    m_px = mask[:, margin[0], margin[1]].reshape(n_dates, hm * wm)
-    # no gather of the 8-band stack where the AOI cuts the tile: pixels outside train on nothing,
-    # so the fit leaves them masked (NaN) at the cost of a count
-    train = np.isin(labels, TRAIN_LABELS)[:, None] & (m_px == 0) & np.isfinite(y_px) & inside_m.reshape(1, -1)
-    coef_px = robust_fit(cov_px, y_px, train)
-    coef = coef_px.reshape(len(COEF_BANDS), hm, wm)
-
-    # Step 7: predictions for every paired image (core + margin), kept for stage B.
-    pred = predict(cov_px, coef_px)
-    pred = pred.reshape(n_dates, hm, wm)
+    learn = np.isin(labels, TRAIN_LABELS)[:, None]
+    coef = np.empty((len(COEF_BANDS), hm, wm), np.float32)
+    pred = np.empty((n_dates, hm, wm), np.float32)
+    for a in range(0, hm, STRIP_ROWS):
+        b = min(a + STRIP_ROWS, hm)
+        rows = slice(margin[0].start + a, margin[0].start + b)
+        cov = sar_science.covariates(vv_c, vh_c, *means, crop=(rows, margin[1])).reshape(8, n_dates, -1)
+        y = np.ascontiguousarray(ndvi[:, rows, margin[1]]).reshape(n_dates, -1)
+        # no gather of the 8-band stack where the AOI cuts the tile: pixels outside train on
+        # nothing, so the fit leaves them masked (NaN) at the cost of a count
+        train = (learn & (mask[:, rows, margin[1]].reshape(n_dates, -1) == 0) & np.isfinite(y)
+                 & inside_m[a:b].reshape(1, -1))
+        coef_px = robust_fit(cov, y, train)
+        coef[:, a:b] = coef_px.reshape(len(COEF_BANDS), b - a, wm)
+        pred[:, a:b] = predict(cov, coef_px).reshape(n_dates, b - a, wm)
 
     # Rows of the statistics sample for the global reduce (PCA basis, calibration).
     sel = lattice(window, stats.sample_step) & inside_core
@@ -105,7 +110,7 @@ def train_products(params: Parameters, stats: GlobalStats, window: Window, halo:
     sample = {"pred": pred[:, 1:-1, 1:-1][:, sel].T, "obs": ndvi[:, core[0], core[1]][:, sel].T,
               "mask": mask[:, core[0], core[1]][:, sel].T,
               "key": np.stack([rows + window.row, cols + window.col], axis=1)}
-    trained = int(np.isfinite(coef_px[0]).sum())
+    trained = int(np.isfinite(coef[0]).sum())
     return TrainProducts(
         coef=coef[:, 1:-1, 1:-1], cube=cube, sample=sample,
         work={"pred": pred, "obs": ndvi[:, margin[0], margin[1]], "mask": mask[:, margin[0], margin[1]]},
