@@ -62,8 +62,17 @@ def sites() -> gpd.GeoDataFrame:
 
 
 @lru_cache(maxsize=1)
+@lru_cache(maxsize=1)
 def _wrs2() -> gpd.GeoDataFrame:
     return gpd.read_parquet(WRS2_PATH)
+
+
+def wrs2_paths(geometry: BaseGeometry) -> int:
+    """How many WRS-2 paths (descending, daytime rows) have a scene footprint meeting the lon/lat
+    ``geometry``: the Landsat tracks that acquire it, each on its own day of the 16-day cycle."""
+    wrs = _wrs2()
+    hit = wrs.iloc[wrs.sindex.query(geometry, predicate="intersects")]
+    return max(1, int(hit["path"].nunique()))
 
 
 def utm_epsg(lon: float, lat: float) -> int:

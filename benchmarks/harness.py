@@ -20,12 +20,11 @@ from pyproj import Transformer
 
 from AOI.resolve import AOI, resolve_aoi
 from config.parameters import load_parameters
-from engine.run.context import RunContext
+from engine.run.context import RunContext, tile_budget
 from engine.run.ledger import Ledger
 from engine.backends.local import LocalBackend
 from engine.run.driver import execute
 from engine.run.progress import SilentProgress
-from tiling.budget import Budget, estimate_dates
 from tiling.plan import plan_tiles
 
 SCENE = "091084"
@@ -91,9 +90,7 @@ def square_aoi(area_km2: float, scene: str = SCENE) -> AOI:
 
 def make_context(aoi: AOI, run_dir: Path, **overrides: Any) -> RunContext:
     params, _ = load_parameters(None, {"RUN_DIR": str(run_dir), **overrides})
-    days = (params.END_DATE - params.START_DATE).days
-    budget = Budget(estimate_dates(params.OPTICAL_MISSION, days), int(params.TILE_BUDGET_MB * 2**20), params.TILE_HALO)
-    plan = plan_tiles(aoi.projected(), aoi.epsg, params.scale, budget, params.TILE_SIZE)
+    plan = plan_tiles(aoi.projected(), aoi.epsg, params.scale, tile_budget(params, aoi), params.TILE_SIZE)
     return RunContext(params=params, aoi=aoi, plan=plan, run_dir=run_dir)
 
 

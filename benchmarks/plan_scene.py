@@ -10,6 +10,7 @@ import statistics
 import time
 
 from AOI.resolve import resolve_aoi
+from engine.run.context import acquisition_tracks
 from tiling.budget import Budget, estimate_dates
 from tiling.plan import plan_tiles
 
@@ -27,7 +28,8 @@ def main() -> None:
     aoi = resolve_aoi(args.aoi)
     geom = aoi.projected()
     t_resolve = time.perf_counter() - t0
-    budget = Budget(estimate_dates(args.mission, args.days), int(args.budget_mb * 2**20))
+    budget = Budget(estimate_dates(args.mission, args.days, tracks=acquisition_tracks(args.mission, aoi)),
+                    int(args.budget_mb * 2**20))
     times = []
     for _ in range(args.repeat):
         t = time.perf_counter()

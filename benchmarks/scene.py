@@ -108,6 +108,11 @@ def main(argv: list[str] | None = None) -> int:
     r = wall * a.workers / (pixels / (kernel * 1e6))
     print(f"R = wall x workers / (AOI pixels / kernel px/s per core) = {wall:.1f} x {a.workers} / "
           f"({pixels / 1e6:.1f} Mpx / {kernel:.3f} Mpx/s) = {r:.1f} (target <= 4)")
+    dates = int(result.stats.paired.shape[0]) if result.stats is not None else 0
+    if dates and dates != 46:  # an AOI that several tracks see has more dates than one track's 46
+        kernel_t = kernel_mpx_per_core(dates=dates)
+        print(f"the run's {dates} paired dates: regression kernel at {dates} dates {kernel_t:.3f} Mpx/s per core; "
+              f"R at the run's dates = {wall * a.workers / (pixels / (kernel_t * 1e6)):.1f}")
     shutil.rmtree(ctx.run_dir, ignore_errors=True)
     return 0 if result.complete else 1
 

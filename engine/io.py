@@ -1,4 +1,4 @@
-"""Atomic file writes: a temp file in the target directory, fsync, then ``os.replace``."""
+"""Atomic file writes: a temp file in the target directory, fsync (unless not needed), then ``os.replace``."""
 from __future__ import annotations
 
 import contextlib
@@ -29,8 +29,12 @@ def publish_mode(path: Path | str) -> None:
 
 
 @contextlib.contextmanager
-def atomic_path(target: Path | str, suffix: str | None = None) -> Iterator[Path]:
+def atomic_path(target: Path | str, suffix: str | None = None, durable: bool = True) -> Iterator[Path]:
     """Yield a temporary path next to ``target``; on success it replaces ``target`` atomically.
+
+    ``durable``: the file is on disk (fsync) before it replaces ``target``; without it (a run's
+    work files: their checksums are verified before use, and a torn one is recomputed) the page
+    cache may keep it, which spares a disk write of files the run deletes soon after.
 
     The temporary file has ``target``'s own name, inside a hidden temporary directory beside it:
     writers that record their file name (GeoJSON's ``name``, GeoTIFF tags) write the same bytes
@@ -45,8 +49,9 @@ def atomic_path(target: Path | str, suffix: str | None = None) -> Iterator[Path]
         os.close(os.open(tmp_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
         yield tmp_path
         if tmp_path.is_file():
-            with open(tmp_path, "rb") as fh:
-                os.fsync(fh.fileno())
+            if durable:
+                with open(tmp_path, "rb") as fh:
+                    os.fsync(fh.fileno())
             publish_mode(tmp_path)
         os.replace(tmp_path, target)
     finally:

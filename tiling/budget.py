@@ -57,7 +57,35 @@ class Budget:
         )
 
 
-def estimate_dates(mission: str, days: int, include_landsat9: bool = False) -> int:
-    """Expected optical acquisition days in a period from the mission's revisit (planning only)."""
+#: (relative orbits, swath width in km) of the missions whose dates ``swath_tracks`` estimates
+#: (Sentinel-2: 143 orbits of a 10-day cycle, 290 km; Sentinel-1 IW: 175 orbits of 12 days, 250 km).
+ORBITS = {"S2": (143, 290.0), "S1": (175, 250.0)}
+KM_PER_DEGREE = 111.32
+
+
+def swath_tracks(mission: str, lon_min: float, lon_max: float, max_abs_lat_deg: float) -> int:
+    """How many ground tracks of ``mission`` see the longitudes ``lon_min .. lon_max``: tracks at
+    the nominal longitudes ``-180 + (k + 1/2) 360 / orbits`` (the synthetic source's layout; real
+    orbits are the same distance apart) whose half swath reaches the range, a swath's width in
+    degrees taken at the area's highest latitude. Neighbouring tracks are acquired on different
+    days, so an area's dates grow with the tracks that see it. At least 1."""
+    orbits, swath_km = ORBITS[mission]
+    cos_lat = max(math.cos(math.radians(min(abs(max_abs_lat_deg), 89.0))), 1e-3)
+    half = swath_km / 2 / (KM_PER_DEGREE * cos_lat)
+    spacing = 360.0 / orbits
+    count = 0
+    for k in range(orbits):
+        lon = -180.0 + (k + 0.5) * spacing
+        for shift in (-360.0, 0.0, 360.0):  # the antimeridian
+            t = lon + shift
+            if min(abs(t - lon_min), abs(t - lon_max)) <= half or lon_min <= t <= lon_max:
+                count += 1
+                break
+    return max(1, count)
+
+
+def estimate_dates(mission: str, days: int, include_landsat9: bool = False, tracks: int = 1) -> int:
+    """Expected optical (or S1) acquisition days in a period (planning only): the mission's revisit
+    on one track, times the ``tracks`` (Landsat paths, orbits) that see the area."""
     key = "L8+L9" if mission == "L8" and include_landsat9 else mission
-    return max(1, math.ceil(days / REVISIT_DAYS[key]))
+    return max(1, math.ceil(days / REVISIT_DAYS[key])) * max(1, int(tracks))

@@ -68,7 +68,7 @@ def print_plan(ctx: RunContext) -> None:
     t.add_row("tiles", f"{s['tiles']:,} of {s['tile_size_px']} px ({s['tile_size_km']:g} km, {s['tile_size_source']}), "
               f"halo {s['halo_px']} px, {s['tile_pixels']:,} px in all, {s['compute_pixels']:,} px computed "
               "(the tiles cut to the AOI's bounding box)")
-    t.add_row("dates", f"~{s['dates_estimate']} optical dates (from the revisit; the catalog decides)")
+    t.add_row("dates", f"~{s['dates_estimate']} optical dates (the revisit of every track that sees the AOI; the catalog decides)")
     t.add_row("tile memory", f"{human_bytes(s['tile_bytes'])} per tile of {human_bytes(s['budget_bytes'])} budget")
     where = f" at {p.EE_API_URL}" if p.DATA_SOURCE == "ee" else ""
     t.add_row("backend", f"{p.BACKEND}" + (f" (source: {p.DATA_SOURCE}{where})" if p.BACKEND == "local"

@@ -5,11 +5,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from AOI.resolve import AOI, from_file, resolve_aoi
+from AOI.resolve import AOI, from_file, resolve_aoi, wrs2_paths
 from config.parameters import Parameters, load_parameters
 from engine.errors import AOIError
 from tiling import ee_layout as layout
-from tiling.budget import Budget, estimate_dates
+from tiling.budget import Budget, estimate_dates, swath_tracks
 from tiling.plan import TilePlan, plan_tiles
 
 
@@ -72,6 +72,29 @@ def default_run_dir(params: Parameters, aoi: AOI) -> Path:
     return Path("runs") / f"{aoi.slug}_{params.OPTICAL_MISSION}_{params.START_DATE:%Y%m%d}_{params.END_DATE:%Y%m%d}"
 
 
+def acquisition_tracks(mission: str, aoi: AOI) -> int:
+    """How many tracks of ``mission`` acquire the AOI, each on its own days (planning only): the
+    WRS-2 paths its footprints meet (Landsat), or the swath model of ``tiling.budget`` (S2, S1)."""
+    if mission in ("L8", "L9"):
+        return wrs2_paths(aoi.geometry)
+    minx, miny, maxx, maxy = aoi.geometry.bounds
+    return swath_tracks(mission, minx, maxx, max(abs(miny), abs(maxy)))
+
+
+def estimated_dates(params: Parameters, aoi: AOI, mission: str | None = None, extra_days: int = 0) -> int:
+    """The planning estimate of the dates a run over ``aoi`` meets: the optical mission's (or
+    ``mission``'s) revisit over the period (+ ``extra_days``), times the tracks that see the AOI."""
+    m = mission or params.OPTICAL_MISSION
+    return estimate_dates(m, (params.END_DATE - params.START_DATE).days + extra_days, params.INCLUDE_LANDSAT9,
+                          acquisition_tracks(m, aoi))
+
+
+def tile_budget(params: Parameters, aoi: AOI) -> Budget:
+    """The tile budget of a run: its memory per tile for the dates the AOI is expected to meet."""
+    return Budget(dates=estimated_dates(params, aoi), max_bytes=int(params.TILE_BUDGET_MB * 2**20),
+                  halo=params.TILE_HALO)
+
+
 def build_context(
     config_path: str | None,
     overrides: dict[str, Any],
@@ -80,8 +103,6 @@ def build_context(
 ) -> RunContext:
     params, notes = load_parameters(config_path, overrides)
     aoi = resolve_params_aoi(params, aoi_spec, aoi_name)
-    dates = estimate_dates(params.OPTICAL_MISSION, (params.END_DATE - params.START_DATE).days, params.INCLUDE_LANDSAT9)
-    budget = Budget(dates=dates, max_bytes=int(params.TILE_BUDGET_MB * 2**20), halo=params.TILE_HALO)
-    plan = plan_tiles(aoi.projected(), aoi.epsg, params.scale, budget, params.TILE_SIZE)
+    plan = plan_tiles(aoi.projected(), aoi.epsg, params.scale, tile_budget(params, aoi), params.TILE_SIZE)
     run_dir = Path(params.RUN_DIR) if params.RUN_DIR else default_run_dir(params, aoi)
     return RunContext(params=params, aoi=aoi, plan=plan, run_dir=run_dir, notes=tuple(notes) + aoi.notes)

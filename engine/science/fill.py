@@ -30,8 +30,9 @@ def _fill_kernel(obs, mask, cal, keep_clear, crop, out):
                         out[t, y, x] = o
 
 
-def fill(obs: np.ndarray, mask: np.ndarray, calibrated: np.ndarray, keep_clear: bool = False,
-         crop: int = 0) -> np.ndarray:
+def fill(
+    obs: np.ndarray, mask: np.ndarray, calibrated: np.ndarray, keep_clear: bool = False, crop: int = 0
+) -> np.ndarray:
     """Filled NDVI (float32): the calibrated prediction where ``mask != 0``, else the observation.
 
     Also takes the prediction where the observation is NaN (invalid) and the prediction is not.

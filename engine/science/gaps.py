@@ -88,7 +88,8 @@ def gap_statistics(clear: np.ndarray, days: np.ndarray, start_day: int, end_day:
         raise ValueError(f"end_day ({end_day}) must be after start_day ({start_day})")
     t0, t1 = np.searchsorted(days, [start_day, end_day], side="left")
     space = clear.shape[1:]
-    sub = np.ascontiguousarray(clear[t0:t1].reshape(t1 - t0, int(np.prod(space))), dtype=np.bool_)
+    # pixel-major (each pixel's dates contiguous): the kernel walks one pixel's series at a time
+    sub = np.asfortranarray(clear[t0:t1].reshape(t1 - t0, int(np.prod(space))), dtype=np.bool_)
     out = np.empty((len(GAP_BANDS), sub.shape[1]), dtype=np.float32)
     _gap_kernel(sub, np.ascontiguousarray(days[t0:t1]), int(start_day), int(end_day), out)
     return {name: out[k].reshape(space) for k, name in enumerate(GAP_BANDS)}

@@ -91,8 +91,15 @@ def _observe(mode, red, nir, qa, ndvi_out, cloudy_out, valid_out):
             ndvi_out[i] = v if valid else nan
 
 
-def observe(mission: str, red: np.ndarray, nir: np.ndarray, qa: np.ndarray, ndvi_out: np.ndarray | None,
-            cloudy_out: np.ndarray, valid_out: np.ndarray) -> None:
+def observe(
+    mission: str,
+    red: np.ndarray,
+    nir: np.ndarray,
+    qa: np.ndarray,
+    ndvi_out: np.ndarray | None,
+    cloudy_out: np.ndarray,
+    valid_out: np.ndarray,
+) -> None:
     """``cloud_mask`` and ``ndvi`` of one read in one pass, into C-contiguous outputs of ``qa``'s
     shape: ``valid`` (QA valid and NDVI finite), ``cloudy`` (and valid), ``ndvi`` (NaN where not
     valid; ``None``: not computed). The same values as the two functions and ``np.where``."""

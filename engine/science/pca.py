@@ -40,18 +40,19 @@ def pca_basis(samples: np.ndarray, ratio: float) -> PCABasis:
     component's largest-magnitude loading (first on ties) is positive, so reruns are identical.
     Raises ``ValueError`` with fewer than 2 complete rows.
     """
-    x = np.asarray(samples, dtype=np.float64)
+    x = np.asarray(samples)
     if x.ndim != 2:
         raise ValueError(f"samples must be (pixels, dates), got shape {x.shape}")
     n = x.shape[1]
-    complete = x[np.all(np.isfinite(x), axis=1)]
+    complete = x[np.all(np.isfinite(x), axis=1)].astype(np.float64, copy=False)  # one float64 copy
     if complete.shape[0] < 2:
         raise ValueError(
             f"PCA needs at least 2 sample pixels with a prediction on all {n} dates, got "
             f"{complete.shape[0]}; use a larger AOI or a longer period, or --set PCA_SMOOTH=false"
         )
     mean = complete.mean(axis=0)
-    anom = complete - mean
+    anom = complete
+    anom -= mean  # in place: the anomalies replace the copy
     cov = anom.T @ anom / (complete.shape[0] - 1)
     vals, vecs = np.linalg.eigh(cov)
     order = np.argsort(vals, kind="stable")[::-1]
@@ -82,11 +83,11 @@ def pca_smooth(pred: np.ndarray, basis: PCABasis) -> np.ndarray:
     out = np.empty(x.shape, np.float32)
     comps = basis.components
     for a in range(0, x.shape[1], SMOOTH_CHUNK):  # cache-sized float64 blocks: the same numbers, no big temporaries
-        block = x[:, a:a + SMOOTH_CHUNK].astype(np.float64)
+        block = x[:, a : a + SMOOTH_CHUNK].astype(np.float64)
         missing = np.isnan(block)
         anom = block - basis.mean[:, None]
         anom[missing] = 0.0
         recon = comps @ (comps.T @ anom) + basis.mean[:, None]
         recon[missing] = np.nan
-        out[:, a:a + SMOOTH_CHUNK] = recon
+        out[:, a : a + SMOOTH_CHUNK] = recon
     return out.reshape(pred.shape)

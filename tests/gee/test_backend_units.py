@@ -174,7 +174,8 @@ def test_planning_figures_count_the_exports_a_run_makes():
     with pytest.raises(QuotaError, match=f"{4 + 3 * n:,} Earth Engine assets"):
         check_quota(ctx, quota=3 + 3 * n)
     # a long S2 period passes the band limit: the outputs image is split, and the figures say so
-    long = _context(OPTICAL_MISSION="S2", START_DATE="2016-01-01", END_DATE="2024-01-01", TILE_SIZE=8192)
+    long = _context(OPTICAL_MISSION="S2", START_DATE="2016-01-01", END_DATE="2024-01-01", TILE_SIZE=8192,
+                    TILE_BUDGET_MB=2**23)  # the scene meets three S2 orbits: ~1,750 dates
     k = len(long.output_parts)
     assert long.plan.budget.dates * 4 + 7 > 1024 and k >= 2
     assert long.outputs == tuple(f"outputs_{i + 1}" for i in range(k)) + ("images",)

@@ -63,9 +63,9 @@ def test_plan_then_run_then_status_then_report_with_default_directories(run_cli,
 def test_a_bbox_west_of_greenwich_is_one_argument_and_keeps_its_signs(run_cli, in_tmp):
     code, out, err = run_cli("plan", "--aoi", "-122.5,37.6,-122.4,37.7")
     assert code == 0, err
-    code, out, err = run_cli("plan", "--aoi", "-2,10,1,11", "--tile-size", "2048", "--tile-budget-mb", "16000")
+    code, out, err = run_cli("plan", "--aoi", "-2,10,1,11", "--tile-size", "2048", "--tile-budget-mb", "32000")
     assert code == 0, err
-    code, out, err = run_cli("plan", "--aoi", "-2,10,-1,11", "--tile-size", "2048", "--tile-budget-mb", "16000")
+    code, out, err = run_cli("plan", "--aoi", "-2,10,-1,11", "--tile-size", "2048", "--tile-budget-mb", "32000")
     assert code == 0, err
     names = sorted(p.name for p in (in_tmp / "runs").iterdir())
     assert len(names) == 3, names

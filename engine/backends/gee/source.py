@@ -237,11 +237,11 @@ def planned_reads(ctx: Any) -> dict[str, float]:
     import math
 
     from engine.backends.gee.download import MAX_RESPONSE_BYTES
-    from tiling.budget import estimate_dates
+    from engine.run.context import estimated_dates
 
     p, plan = ctx.params, ctx.plan
     dates = plan.budget.dates
-    scenes = estimate_dates(SAR_MISSION, (p.END_DATE - p.START_DATE).days + 2 * p.SAR_WINDOW_DAYS)
+    scenes = estimated_dates(p, ctx.aoi, SAR_MISSION, 2 * p.SAR_WINDOW_DAYS)
     halo = plan.budget.halo
     requests = pixel_bands = 0.0
     for tile in plan.tiles:

@@ -40,19 +40,18 @@ def keep_inside(a: np.ndarray, inside: np.ndarray) -> np.ndarray:
 
 @numba.njit(cache=True)
 def _clear_errors(obs, mask, pred, inside, err):
-    """err <- |obs - pred| on clear AOI pixels with both values, else 0; returns their count per date."""
-    n = np.zeros(obs.shape[0], np.int64)
-    for t in range(obs.shape[0]):
-        for y in range(obs.shape[1]):
-            for x in range(obs.shape[2]):
-                o = obs[t, y, x]
-                q = pred[t, y, x]
-                if mask[t, y, x] == 0 and inside[y, x] and not np.isnan(o) and not np.isnan(q) \
-                        and abs(o) < np.inf and abs(q) < np.inf:
-                    err[t, y, x] = abs(o - q)
-                    n[t] += 1
-                else:
-                    err[t, y, x] = 0.0
+    """err <- |obs - pred| on one date's clear AOI pixels with both values finite, else 0; returns
+    their count."""
+    n = 0
+    for y in range(obs.shape[0]):
+        for x in range(obs.shape[1]):
+            o = obs[y, x]
+            q = pred[y, x]
+            if mask[y, x] == 0 and inside[y, x] and abs(o) < np.inf and abs(q) < np.inf:
+                err[y, x] = abs(o - q)
+                n += 1
+            else:
+                err[y, x] = 0.0
     return n
 
 
@@ -66,38 +65,53 @@ class FinishProducts:
 
 def finish_products(params: Parameters, stats: GlobalStats, reduction: Reduction, window: Window, inside: np.ndarray,
                     pred: np.ndarray, obs: np.ndarray, mask: np.ndarray,
-                    truth: np.ndarray | None = None) -> FinishProducts:
+                    truth: np.ndarray | None = None, overwrite: bool = False) -> FinishProducts:
     """Steps 8-10 and the tile's skill sums on the core + 1 px margin arrays of stage A: pure.
-    ``truth`` (synthetic source): the true NDVI at the skill lattice's pixels of the core."""
+    ``truth`` (synthetic source): the true NDVI at the skill lattice's pixels of the core.
+    ``overwrite``: the input arrays are the caller's to spend (calibrated and masked in place, a
+    stack fewer each); the cube's arrays may then be views of them."""
     p = params
     paired = stats.paired
     labels = paired["split"].to_numpy()
     days = paired["day"].to_numpy()
     # Step 8: temporal PCA smoothing with the AOI-wide basis.
     smoothed = pca_smooth(pred, reduction.basis) if reduction.basis is not None else pred
+    keep_smoothed = p.EXPORT_PCA or (smoothed is pred and not overwrite)
     # Step 9: spatial calibration with the AOI-wide statistics (cloudier images stay uncalibrated).
-    calibrated = smoothed.copy()
+    calibrated = smoothed.copy() if keep_smoothed else smoothed
     for i, image_id in enumerate(paired["id"]):
         if image_id in reduction.calibration:
             ps, os_ = reduction.calibration[image_id]
             calibrated[i] = calibrate(smoothed[i], ps, os_)
     if p.CLIP_NDVI:  # an option: the method keeps whatever the calibration gives
-        calibrated = np.clip(calibrated, -1.0, 1.0)
+        np.clip(calibrated, -1.0, 1.0, out=calibrated)
     # Step 10: fill and focal median of the core (from the core + 1 px margin).
     filled = fill(obs, mask, calibrated, keep_clear=p.KEEP_CLEAR_OBSERVED, crop=1)
     core = (slice(None), slice(1, -1), slice(1, -1))
     obs, mask, calibrated, smoothed = (a[core] for a in (obs, mask, calibrated, smoothed))
-    cube = {"filled": keep_inside(filled, inside), "mask": keep_inside(mask, inside),
-            "prediction": keep_inside(calibrated, inside), "observation": keep_inside(obs, inside)}
-    if p.EXPORT_PCA:
-        cube["smoothed"] = keep_inside(smoothed, inside)
 
-    # Per-image MAE sums on clear pixels (AOI-wide MAE = sum / n over all tiles).
-    err = np.empty(obs.shape, np.float32)
-    n = _clear_errors(obs, mask, calibrated, inside, err)
-    mae = {"sum": err.sum(axis=(1, 2)).tolist(), "n": n.tolist()}
+    # Per-image MAE sums on clear pixels (AOI-wide MAE = sum / n over all tiles), a date at a time.
+    err = np.empty(obs.shape[1:], np.float32)
+    mae: dict[str, list] = {"sum": [], "n": []}
+    for t in range(obs.shape[0]):
+        mae["n"].append(int(_clear_errors(obs[t], mask[t], calibrated[t], inside, err)))
+        mae["sum"].append(float(err.sum()))
     sel = skill_pixels(window, stats, inside)
     skill = score(obs[:, sel], mask[:, sel], calibrated[:, sel], filled[:, sel], labels, days, truth)
+
+    def aoi_only(a: np.ndarray, own: bool) -> np.ndarray:
+        """``a`` with the cube's fill value outside the AOI: in place when ours to change."""
+        if inside.all():
+            return a
+        if not own:
+            return keep_inside(a, inside)
+        a[:, ~inside] = np.uint8(255) if a.dtype == np.uint8 else np.nan
+        return a
+
+    cube = {"filled": aoi_only(filled, True), "mask": aoi_only(mask, overwrite),
+            "prediction": aoi_only(calibrated, True), "observation": aoi_only(obs, overwrite)}
+    if p.EXPORT_PCA:
+        cube["smoothed"] = aoi_only(smoothed, smoothed is not pred or overwrite)
     return FinishProducts(cube, {"mae": mae, "skill": skill})
 
 
@@ -131,6 +145,7 @@ def finish_tile(ctx: RunContext, tile: Tile, stats: GlobalStats, reduction: Redu
     if source.synthetic:
         with reading:
             truth = skill_truth(source, tile.grid, window, stats, inside)
-    products = finish_products(ctx.params, stats, reduction, window, inside, pred, obs, mask, truth)
+    products = finish_products(ctx.params, stats, reduction, window, inside, pred, obs, mask, truth,
+                               overwrite=True)
     return TileOutcome(tile.id, "finish", "done", outputs=sink.cube(products.cube),
                        stats={**products.stats, "read_s": round(reading.seconds, 3)})

@@ -99,11 +99,13 @@ def read_optical(source: Source, geobox: GeoBox, ids: Sequence[str], mission: st
 
 
 def iter_composites(source: Source, geobox: GeoBox, sar_ids: Sequence[str], sar_days: np.ndarray,
-                    target_days: np.ndarray, half_window: int) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+                    target_days: np.ndarray, half_window: int,
+                    out: np.ndarray | None = None) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
     """The VV and VH composites (y, x) float32 of ``target_days`` (step 3), as ``(index, vv, vh)`` in
-    time order (the planes are reused: use them before the next), streamed: each S1 image a window
-    needs is read once, a chunk ahead, and dropped once no later date needs it, so memory holds one
-    window's images and one chunk, not the period's stack. Equal bit for bit to
+    time order, streamed: each S1 image a window needs is read once, a chunk ahead, and dropped
+    once no later date needs it, so memory holds one window's images and one chunk, not the
+    period's stack. The planes are ``out[:, index]`` of a ``(2, T, y, x)`` float32 ``out`` when
+    given, else reused (use them before the next). Equal bit for bit to
     ``engine.science.sar.composite`` of the whole stack."""
     h, w = geobox.shape
     sar_days = np.asarray(sar_days, np.int64)
@@ -114,7 +116,7 @@ def iter_composites(source: Source, geobox: GeoBox, sar_ids: Sequence[str], sar_
     needed = needed[np.argsort(sar_days[needed], kind="stable")]  # read in time order
     last_use = {int(s): int(i) for i in order for s in wanted[i]}
     held: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # image -> its VV and VH planes (views of a read)
-    planes = np.empty((2, h, w), np.float32)
+    planes = np.empty((2, h, w), np.float32) if out is None else None
     cursor = 0
     for i in order:
         while any(int(s) not in held for s in wanted[i]):
@@ -123,9 +125,10 @@ def iter_composites(source: Source, geobox: GeoBox, sar_ids: Sequence[str], sar_
             ds = source.read_sar(geobox, [sar_ids[s] for s in chunk])
             vv, vh = (np.ascontiguousarray(ds[b].values, np.float32) for b in ("vv", "vh"))
             held.update({s: (vv[k], vh[k]) for k, s in enumerate(chunk)})
+        dest = out[:, i] if out is not None else planes
         for band in range(2):
-            window_mean([held[int(s)][band] for s in wanted[i]], planes[band])
-        yield int(i), planes[0], planes[1]
+            window_mean([held[int(s)][band] for s in wanted[i]], dest[band])
+        yield int(i), dest[0], dest[1]
         for s in wanted[i]:
             if last_use[int(s)] == i:
                 del held[int(s)]
@@ -135,6 +138,6 @@ def read_composites(source: Source, geobox: GeoBox, sar_ids: Sequence[str], sar_
                     target_days: np.ndarray, half_window: int) -> tuple[np.ndarray, np.ndarray]:
     """The VV and VH composites (T, y, x) float32 of ``target_days`` (``iter_composites``)."""
     out = np.empty((2, len(target_days), *geobox.shape), np.float32)
-    for i, vv, vh in iter_composites(source, geobox, sar_ids, sar_days, target_days, half_window):
-        out[0, i], out[1, i] = vv, vh
+    for _ in iter_composites(source, geobox, sar_ids, sar_days, target_days, half_window, out=out):
+        pass
     return out[0], out[1]

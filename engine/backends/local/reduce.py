@@ -18,15 +18,31 @@ from tiling.grid import Tile
 
 
 def _load_samples(rd: RunDir, tiles: Sequence[Tile]) -> dict[str, np.ndarray]:
-    """All tiles' sample rows, ordered by grid position (row, col) so the order is tiling-free."""
-    parts: dict[str, list[np.ndarray]] = {"pred": [], "obs": [], "mask": [], "key": []}
-    for tile in tiles:
-        with np.load(rd.work_dir(tile.id) / "sample.npz") as z:
-            for name in parts:
-                parts[name].append(z[name])
-    data = {k: np.concatenate(v) for k, v in parts.items()}
-    order = np.lexsort((data["key"][:, 1], data["key"][:, 0]))
-    return {k: v[order] for k, v in data.items()}
+    """All tiles' sample rows, ordered by grid position (row, col) so the order is tiling-free: the
+    keys first, then each tile's rows straight into their sorted places (no concatenated copy)."""
+    paths = [rd.work_dir(tile.id) / "sample.npz" for tile in tiles]
+    keys = []
+    for path in paths:
+        with np.load(path) as z:
+            keys.append(z["key"])
+    key = np.concatenate(keys) if keys else np.zeros((0, 2), np.int64)
+    order = np.lexsort((key[:, 1], key[:, 0]))
+    where = np.empty_like(order)
+    where[order] = np.arange(order.size)  # row i of the concatenation goes to where[i]
+    data: dict[str, np.ndarray] = {"key": key[order]}
+    start = 0
+    for path, k in zip(paths, keys, strict=True):
+        rows = where[start:start + len(k)]
+        start += len(k)
+        with np.load(path) as z:
+            for name in ("pred", "obs", "mask"):
+                part = z[name]
+                if name not in data:
+                    data[name] = np.empty((order.size, *part.shape[1:]), part.dtype)
+                data[name][rows] = part
+    for name, dtype in (("pred", np.float32), ("obs", np.float32), ("mask", np.uint8)):
+        data.setdefault(name, np.zeros((0, 0), dtype))  # no tile trained: the reduce says so
+    return data
 
 
 def reduce_samples(ctx: RunContext, stats: GlobalStats, tiles: Sequence[Tile]) -> Reduction:

@@ -46,15 +46,15 @@ class TileSink:
         out = {}
         for name, array in arrays.items():
             path = self.work / f"{name}.npy"
-            with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-                np.save(fh, np.ascontiguousarray(array))
+            with atomic_path(path, durable=False) as tmp, open(tmp, "wb") as fh:
+                np.save(fh, np.ascontiguousarray(array))  # a view's copy: numpy writes views slowly
             out[name] = self._entry(path, work=True)
         return out
 
     def sample(self, **columns: np.ndarray) -> Outputs:
         """The tile's rows of the AOI-wide statistics sample (read by the reduce)."""
         path = self.work / "sample.npz"
-        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        with atomic_path(path, durable=False) as tmp, open(tmp, "wb") as fh:
             np.savez(fh, **columns)
         return {"sample": self._entry(path, work=True)}
 
