@@ -102,6 +102,9 @@ def main(argv: list[str] | None = None) -> int:
     print("CPU-seconds (driver and workers): " + ", ".join(
         [f"set-up and global pass {before:.1f}"] + [f"{k} {v:.1f}" for k, v in stages.items()]
         + [f"all {cpu_end - cpu0:.1f}"]) + " (train includes the reduce after it, finish the merge)")
+    me = next(iter(mem.cpu))  # the driver: sampled first
+    print(f"CPU-seconds per process: driver (with the scheduler) {mem.cpu[me] - cpu0:.1f}, workers "
+          + ", ".join(f"{v:.1f}" for pid, v in mem.cpu.items() if pid != me and v > 1.0))
     top = sorted(mem.per_process.items(), key=lambda kv: -kv[1])
     print(f"peak memory: summed {mem.peak / 2**30:.2f} GiB; per process "
           + ", ".join(f"{k} {v / 2**30:.2f} GiB" for k, v in top[:6]))

@@ -25,7 +25,8 @@ def lattice_offsets(start: int, length: int, step: int) -> tuple[int, int]:
 
 def reduce_from_samples(ctx: RunContext, stats: GlobalStats, pred: np.ndarray, obs: np.ndarray,
                         mask: np.ndarray) -> Reduction:
-    """PCA basis and calibration statistics from the sample rows (``(pixels, paired dates)`` each)."""
+    """PCA basis and calibration statistics from the sample rows (``(pixels, paired dates)`` each).
+    A float32 ``pred`` is smoothed in place."""
     p = ctx.params
     if pred.shape[0] < 2:
         raise DataError(f"only {pred.shape[0]} statistics sample pixel(s) have predictions; "
@@ -37,7 +38,8 @@ def reduce_from_samples(ctx: RunContext, stats: GlobalStats, pred: np.ndarray, o
             basis = pca_basis(pred, p.PCA_COMPONENT_RATIO)
         except ValueError as e:
             raise DataError(f"temporal PCA impossible: {e}") from e
-        smoothed = pca_smooth(pred.T, basis).T
+        # in place (float32 samples): the raw predictions are not needed after the basis
+        smoothed = pca_smooth(pred.T, basis, out=pred.T if pred.dtype == np.float32 else None).T
     calibration = {}
     for i, row in stats.paired.reset_index(drop=True).iterrows():
         if not row["cloud_pct"] < p.STD_CLOUD_THRESHOLD:

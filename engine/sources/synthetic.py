@@ -753,9 +753,9 @@ def _static_kernel(p, yearkey, lu, agu, soilu, tex, smu, pixkey, parcel_key, reg
             p[P_VHOFF, r, c] = vhoff
             p[P_VVOFF, r, c] = vvoff
             p[P_SMMOD, r, c] = 0.7 + 0.6 * smu[r, c]
-            p[P_SOPT, r, c] = (x * co + y * so) / 1000.0
+            p[P_SOPT, r, c] = (x * co + y * so) / 1000.0 / OPT_SWATH_PERIOD_KM  # across-track position, in swath periods
             s_sar = (x * cs + y * ss) / 1000.0
-            p[P_SSAR, r, c] = s_sar
+            p[P_SSAR, r, c] = s_sar / SAR_SWATH_PERIOD_KM
             nesz_db = -31.0 + 2.0 * np.cos(2.0 * np.pi * s_sar / (SAR_SWATH_PERIOD_KM / 3.0))
             p[P_NESZ, r, c] = nesz_db
             yearkey[r, c] = yk
@@ -775,16 +775,27 @@ def _season(yk, k, center, amp0, ja, fallow, jt):
 
 
 @njit(cache=True)
-def _ndvi_core(day, ck, ak, ramp, big, base, tex):
-    """Double logistic 1/(1+exp(-(d+h)/s)) - 1/(1+exp(-(d-h)/s)) with big = exp(h/s)."""
+def _season_shape(day, ck, ramp, big):
+    """Double logistic 1/(1+exp(-(d+h)/s)) - 1/(1+exp(-(d-h)/s)) with big = exp(h/s): the season's
+    shape on ``day``, which every pixel of a parcel (or region) shares."""
     e = np.exp(-(day - ck) / ramp)
-    g = 1.0 / (1.0 + e / big) - 1.0 / (1.0 + e * big)
+    return 1.0 / (1.0 + e / big) - 1.0 / (1.0 + e * big)
+
+
+@njit(cache=True)
+def _ndvi_value(g, ak, base, tex):
+    """A pixel's NDVI from its season's shape ``g``: base + amplitude x shape + texture, clipped."""
     v = base + ak * g + tex
     if v < -0.6:
         v = -0.6
     elif v > 0.93:
         v = 0.93
     return v
+
+
+@njit(cache=True)
+def _ndvi_core(day, ck, ak, ramp, big, base, tex):
+    return _ndvi_value(_season_shape(day, ck, ramp, big), ak, base, tex)
 
 
 # The per-pixel NDVI, inlined by hand into each kernel (numba helpers taking arrays cost an
@@ -795,7 +806,13 @@ def _ndvi_core(day, ck, ak, ramp, big, base, tex):
 #     if st[0, r, c] != k:
 #         ck, ak = _season(yearkey[r, c], k, center, p[P_AMP, r, c], p[P_JA, r, c], p[P_FALLOW, r, c], p[P_JT, r, c])
 #         st[0, r, c] = k; st[1, r, c] = ck; st[2, r, c] = ak
-#     nd = _ndvi_core(day, st[1, r, c], st[2, r, c], p[P_RAMP, r, c], p[P_E, r, c], p[P_BASE, r, c], p[P_TEX, r, c])
+#     ck, ramp, big = st[1, r, c], p[P_RAMP, r, c], p[P_E, r, c]
+#     if not (ck == last[0] and ramp == last[1] and big == last[2]):  # the pixel before had another season
+#         lck, lramp, lbig, lg = ck, ramp, big, _season_shape(day, ck, ramp, big)
+#     nd = _ndvi_value(lg, st[2, r, c], p[P_BASE, r, c], p[P_TEX, r, c])
+#
+# The season's shape (an exp and three divisions) is shared by every pixel of a parcel (or a
+# forest / water region) on a day: a run of neighbours along a row reuses it, the same numbers.
 
 
 def _new_state(ny: int, nx: int) -> np.ndarray:
@@ -810,6 +827,8 @@ def _truth_kernel(out, p, yearkey, state, days):
     for t in range(nt):
         day = np.float64(days[t])
         for r in range(ny):
+            lck = lramp = lbig = np.nan  # the season's shape of the last pixel computed (none yet)
+            lg = 0.0
             for c in range(nx):
                 center = p[P_CENTER, r, c]
                 k = np.floor((day - center) / 365.25 + 0.5)
@@ -818,7 +837,10 @@ def _truth_kernel(out, p, yearkey, state, days):
                     state[0, r, c] = k
                     state[1, r, c] = ck
                     state[2, r, c] = ak
-                nd = _ndvi_core(day, state[1, r, c], state[2, r, c], p[P_RAMP, r, c], p[P_E, r, c], p[P_BASE, r, c], p[P_TEX, r, c])
+                ck, ramp, big = state[1, r, c], p[P_RAMP, r, c], p[P_E, r, c]
+                if not (ck == lck and ramp == lramp and big == lbig):  # another season than the pixel before
+                    lck, lramp, lbig, lg = ck, ramp, big, _season_shape(day, ck, ramp, big)
+                nd = _ndvi_value(lg, state[2, r, c], p[P_BASE, r, c], p[P_TEX, r, c])
                 out[t, r, c] = nd
 
 
@@ -892,8 +914,10 @@ def _optical_kernel(red_out, nir_out, qa_out, p, yearkey, state, pixkey, days, q
         dk = date_keys[t]
         phase = nd_phase[t]
         for r in range(ny):
+            lck = lramp = lbig = np.nan  # the season's shape of the last pixel computed (none yet)
+            lg = 0.0
             for c in range(nx):
-                fr = p[P_SOPT, r, c] / OPT_SWATH_PERIOD_KM + phase
+                fr = p[P_SOPT, r, c] + phase
                 fr = fr - np.floor(fr)
                 if fr < OPT_NODATA_FRACTION or (cm == 2 and not cov_masks[ci, r, c]):
                     red_out[t, r, c] = np.nan
@@ -907,7 +931,10 @@ def _optical_kernel(red_out, nir_out, qa_out, p, yearkey, state, pixkey, days, q
                     state[0, r, c] = k
                     state[1, r, c] = ck
                     state[2, r, c] = ak
-                nd = _ndvi_core(day, state[1, r, c], state[2, r, c], p[P_RAMP, r, c], p[P_E, r, c], p[P_BASE, r, c], p[P_TEX, r, c])
+                ck, ramp, big = state[1, r, c], p[P_RAMP, r, c], p[P_E, r, c]
+                if not (ck == lck and ramp == lramp and big == lbig):  # another season than the pixel before
+                    lck, lramp, lbig, lg = ck, ramp, big, _season_shape(day, ck, ramp, big)
+                nd = _ndvi_value(lg, state[2, r, c], p[P_BASE, r, c], p[P_TEX, r, c])
                 red, nir = _surface(p[P_CLS, r, c], p[P_SOIL, r, c], p[P_VEGRED, r, c], nd)
                 h = _mix(pixkey[r, c] ^ dk)
                 n1, n2 = _tri_pair(h)
@@ -1027,9 +1054,11 @@ def _sar_kernel(vv_out, vh_out, p, yearkey, state, pixkey, days, date_keys, sm, 
         smt = sm[t]
         wt = wind[t]
         for r in range(ny):
+            lck = lramp = lbig = np.nan  # the season's shape of the last pixel computed (none yet)
+            lg = 0.0
             for c in range(nx):
                 h = _mix(pixkey[r, c] ^ dk)
-                fr = p[P_SSAR, r, c] / SAR_SWATH_PERIOD_KM + phase
+                fr = p[P_SSAR, r, c] + phase
                 fr = fr - np.floor(fr)
                 if fr < SAR_NODATA_FRACTION or (cm == 2 and not cov_masks[ci, r, c]):
                     vv_out[t, r, c] = np.nan
@@ -1047,7 +1076,10 @@ def _sar_kernel(vv_out, vh_out, p, yearkey, state, pixkey, days, date_keys, sm, 
                     state[0, r, c] = k
                     state[1, r, c] = ck
                     state[2, r, c] = ak
-                nd = _ndvi_core(day, state[1, r, c], state[2, r, c], p[P_RAMP, r, c], p[P_E, r, c], p[P_BASE, r, c], p[P_TEX, r, c])
+                ck, ramp, big = state[1, r, c], p[P_RAMP, r, c], p[P_E, r, c]
+                if not (ck == lck and ramp == lramp and big == lbig):  # another season than the pixel before
+                    lck, lramp, lbig, lg = ck, ramp, big, _season_shape(day, ck, ramp, big)
+                nd = _ndvi_value(lg, state[2, r, c], p[P_BASE, r, c], p[P_TEX, r, c])
                 if p[P_CLS, r, c] == WATER:
                     vv = SAR_WATER[0][0] + SAR_WATER[0][1] * wt
                     vh = SAR_WATER[1][0] + SAR_WATER[1][1] * wt

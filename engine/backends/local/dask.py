@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 # restarted one included, is spawned), and taken out of the driver's environment again: numba
 # re-reads it on every compile and refuses a thread count other than its running pool's.
 SINGLE_THREAD_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-                     "NUMBA_NUM_THREADS": "1"}
+                     "NUMBA_NUM_THREADS": "1", "MALLOC_TRIM_THRESHOLD_": str(32 << 20), "MALLOC_MMAP_THRESHOLD_": str(32 << 20)}
 
 
 WORKER_DIED = ("the dask worker computing it died, most likely out of memory (killed by the operating system or "
