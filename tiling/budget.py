@@ -3,7 +3,14 @@
 The largest per-tile computation is the training reduction (step 6): for every optical date the
 stack carries NDVI, the constant and the 8 SAR covariates, i.e. ``BANDS_PER_DATE`` float32 bands
 over the tile *with its halo*. A tile fits when ``dates x bands x (side + 2 halo)^2 x 4`` is within
-the budget and the haloed side is within Earth Engine's request side limit.
+the budget and the haloed side is within Earth Engine's request side limit. (The local backend
+holds fewer: about 8 such bands at its peak, measured by ``benchmarks/profile_steps.py``; the
+difference is the headroom for its worker's libraries.)
+
+The dates are the AOI's, not one track's: every track (Landsat path, Sentinel orbit) that sees
+the AOI acquires it on its own days, and every tile computes every date of the AOI (a date
+without an image over a tile still gets the SAR prediction). A WRS-2 scene meets three Landsat
+paths: three times the dates of one path.
 """
 
 from __future__ import annotations

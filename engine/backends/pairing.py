@@ -14,6 +14,7 @@ from engine.science.split import artificial_mask_donor, split_labels
 MIN_PAIRS = 10
 MIN_PIXEL_COUNT = 100  # images with PIXEL_COUNT_AOI <= 100 (at the 100 m statistics scale) are dropped
 MAX_SAMPLE_POINTS = 400_000  # the sample lattice coarsens (odd steps) to stay under this
+MAX_SAMPLE_VALUES = 20_000_000  # ... and under this many pixel-dates (the reduce holds ~9 bytes each)
 MAX_SKILL_PIXELS = 250_000  # held-out skill is scored on a lattice coarsened (odd steps) to about this many pixels
 
 
@@ -22,10 +23,13 @@ def nearest_odd(x: float) -> int:
     return k if k % 2 else k + 1
 
 
-def sample_step(aoi_area: float, resolution: float, stats_scale: float) -> int:
-    """Odd lattice step ~ stats_scale / resolution, coarsened until the AOI holds few enough points."""
+def sample_step(aoi_area: float, resolution: float, stats_scale: float, dates: int | None = None) -> int:
+    """Odd lattice step ~ stats_scale / resolution, coarsened until the AOI holds few enough points:
+    at most ``MAX_SAMPLE_POINTS``, and with ``dates`` (the paired dates, each a column of the
+    sample) at most ``MAX_SAMPLE_VALUES`` pixel-dates, the sample the global reduce holds."""
+    points = MAX_SAMPLE_POINTS if not dates else min(MAX_SAMPLE_POINTS, MAX_SAMPLE_VALUES // max(int(dates), 1))
     step = nearest_odd(stats_scale / resolution)
-    while aoi_area / (step * resolution) ** 2 > MAX_SAMPLE_POINTS:
+    while aoi_area / (step * resolution) ** 2 > points:
         step += 2
     return step
 

@@ -11,6 +11,9 @@ LOCAL_SECONDS_PER_PIXEL_DATE = 6.0e-7
 # Earth Engine: rough minutes per batch task of a budget-sized tile (unconfirmed; depends on load). A tile is
 # ``RunContext.ee_exports_per_tile`` tasks: the model, the outputs image (every product, computed once), the table.
 GEE_MINUTES_PER_TASK = 6.0
+# Local backend: stage A keeps, per pixel and paired date, the prediction and the observation
+# (float32) and the mask (uint8) for stage B; every tile's are on disk between the two stages.
+WORK_BYTES_PER_PIXEL_DATE = 9
 
 
 @dataclass(frozen=True)
@@ -21,6 +24,7 @@ class Estimate:
     bytes: int
     ee_tasks: int
     ee_assets: int
+    work_bytes: int = 0  # local: work files on disk between the tile stages (deleted at the end)
 
 
 def ee_counts(ctx: RunContext) -> tuple[int, int]:
@@ -47,7 +51,8 @@ def estimate(ctx: RunContext) -> Estimate:
     else:
         workers = max(1, params.WORKERS)
         seconds = pixels * dates * LOCAL_SECONDS_PER_PIXEL_DATE / workers
-    return Estimate(dates, pixels, seconds, pixels * per_pixel, tasks, assets)
+    work = 0 if params.BACKEND == "gee" else pixels * dates * WORK_BYTES_PER_PIXEL_DATE
+    return Estimate(dates, pixels, seconds, pixels * per_pixel, tasks, assets, work)
 
 
 def human_seconds(s: float) -> str:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.backends.local.dask import SINGLE_THREAD_ENV
+from engine.backends.local.dask import WORKER_ENV
 from tests.reliability.helpers import (
     REPO,
     assert_same_products,
@@ -37,7 +37,7 @@ def _free_port() -> int:
 def _spawn(args: list[str], log: Path) -> subprocess.Popen:
     with open(log, "ab") as fh:
         return subprocess.Popen(args, cwd=REPO, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env=cli_env(**SINGLE_THREAD_ENV), start_new_session=True)
+                                env=cli_env(**WORKER_ENV), start_new_session=True)
 
 
 def _stop(proc: subprocess.Popen) -> None:

@@ -99,7 +99,6 @@ def global_pass(ctx: RunContext, api: EEApi, spec: X.Spec) -> GlobalStats:
         raise DataError(f"no {p.OPTICAL_MISSION} images over {ctx.aoi.name} between {p.START_DATE} and "
                         f"{p.END_DATE} in Earth Engine; extend the period or check the AOI")
     log.info("global pass: %d daily %s images, %d S1 scenes", len(days), p.OPTICAL_MISSION, len(sar))
-    step = sample_step(ctx.plan.aoi.area, ctx.plan.grid.resolution, p.STATS_SCALE)
     bounds = ctx.plan.aoi.bounds
     windows = [w for w in (export_window(t.window, bounds, spec.resolution) for t in ctx.plan.tiles) if w]
     stats = image_stats(api, spec, days, windows, p.MAX_INTERACTIVE_REQUESTS)
@@ -108,6 +107,7 @@ def global_pass(ctx: RunContext, api: EEApi, spec: X.Spec) -> GlobalStats:
     images = images.merge(stats, on="day", how="left")
     images["s1_count"] = aoi_stats.scene_counts(sar["time"], images["day"].to_numpy(), spec.window_days)
     donor_id, notes = pair_and_split(images, len(sar), ctx)
+    step = sample_step(ctx.plan.aoi.area, ctx.plan.grid.resolution, p.STATS_SCALE, int(images["paired"].sum()))
     return GlobalStats(images=images, sar=sar[["id", "time", "day"]], donor_id=donor_id, sample_step=step,
                        skill_step=skill_step(ctx.plan.aoi.area / ctx.plan.grid.resolution**2), notes=notes)
 

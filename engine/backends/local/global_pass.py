@@ -98,6 +98,7 @@ def global_pass(ctx: RunContext, source: Source, client: Client | None = None) -
     images = pd.concat([images, table], axis=1)
     images["s1_count"] = aoi_stats.scene_counts(sar["time"], images["day"].to_numpy(), p.SAR_WINDOW_DAYS)
     donor_id, notes = pair_and_split(images, len(sar), ctx)
+    step = sample_step(aoi.area, grid.resolution, p.STATS_SCALE, int(images["paired"].sum()))
     return GlobalStats(images=images, sar=sar.assign(day=sar_days)[["id", "time", "day"]], donor_id=donor_id,
                        sample_step=step, skill_step=skill_step(aoi.area / grid.resolution**2), notes=notes,
                        reads=add_reads([reads for _, reads in parts]))
