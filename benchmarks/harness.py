@@ -94,13 +94,34 @@ def make_context(aoi: AOI, run_dir: Path, **overrides: Any) -> RunContext:
     return RunContext(params=params, aoi=aoi, plan=plan, run_dir=run_dir)
 
 
+def kernel_mpx_per_core(pixels: int = 200_000, dates: int = 46, repeat: int = 3) -> float:
+    """The robust regression's single-thread throughput on this machine, in Mpx/s."""
+    import numba
+
+    from benchmarks.regression_kernel import synthetic
+    from engine.science import regression as reg
+
+    cov, y, train = synthetic(dates, pixels)
+    reg.robust_fit(cov[:, :, :1000], y[:, :1000], train[:, :1000])  # JIT (or cache load)
+    numba.set_num_threads(1)
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        reg.robust_fit(cov, y, train)
+        best = min(best, time.perf_counter() - t0)
+    return pixels / best / 1e6
+
+
 def run_case(ctx: RunContext, keep: bool = False) -> dict[str, Any]:
-    """Run the job from scratch and return its figures."""
+    """Run the job from scratch and return its figures, with the regression kernel's speed measured
+    just before and after and R = wall x workers / (AOI pixels / kernel pixels per second per core)."""
     shutil.rmtree(ctx.run_dir, ignore_errors=True)
+    kernel_before = kernel_mpx_per_core()
     t0 = time.perf_counter()
     with PeakMemory() as mem:
         result = execute(ctx, SilentProgress(), backend=LocalBackend())
     wall = time.perf_counter() - t0
+    kernel = (kernel_before + kernel_mpx_per_core()) / 2
     with Ledger(ctx.run_dir / "ledger.sqlite") as ledger:
         read_s = sum(r.stats.get("read_s", 0.0) for r in ledger.records() if r.stage in ("train", "finish"))
     disk = sum(f.stat().st_size for f in ctx.run_dir.rglob("*") if f.is_file())
@@ -113,6 +134,8 @@ def run_case(ctx: RunContext, keep: bool = False) -> dict[str, Any]:
         "dates": int(result.stats.paired.shape[0]),
         "years": round((ctx.params.END_DATE - ctx.params.START_DATE).days / 365.25, 2),
         "wall_s": round(wall, 2),
+        "kernel_mpx_s": round(kernel, 3),
+        "R": round(wall * ctx.params.WORKERS / (ctx.plan.aoi_pixels / (kernel * 1e6)), 1),
         **{f"{k}_s": round(v, 2) for k, v in result.timings.items()},
         "source_read_cpu_s": round(read_s, 2),
         "peak_rss_mb": round(mem.peak / 2**20),

@@ -31,8 +31,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.harness import machine, make_context, square_aoi  # noqa: E402
-from benchmarks.scene import kernel_mpx_per_core  # noqa: E402
+from benchmarks.harness import kernel_mpx_per_core, machine, make_context, square_aoi  # noqa: E402
 from engine.backends.local import finish, inputs, train  # noqa: E402
 from engine.backends.local.global_pass import global_pass  # noqa: E402
 from engine.backends.local.sink import TileSink  # noqa: E402

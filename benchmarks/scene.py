@@ -18,29 +18,12 @@ import sys
 import time
 from pathlib import Path
 
-import numba
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from AOI.resolve import resolve_aoi  # noqa: E402
-from benchmarks.harness import PeakMemory, machine, make_context, square_aoi  # noqa: E402
-from benchmarks.regression_kernel import synthetic  # noqa: E402
+from benchmarks.harness import PeakMemory, kernel_mpx_per_core, machine, make_context, square_aoi  # noqa: E402
 from engine.backends.local import LocalBackend  # noqa: E402
 from engine.run.driver import execute  # noqa: E402
-from engine.science import regression as reg  # noqa: E402
-
-
-def kernel_mpx_per_core(pixels: int = 200_000, dates: int = 46, repeat: int = 3) -> float:
-    """The robust regression's single-thread throughput on this machine, in Mpx/s."""
-    cov, y, train = synthetic(dates, pixels)
-    reg.robust_fit(cov[:, :, :1000], y[:, :1000], train[:, :1000])  # JIT (or cache load)
-    numba.set_num_threads(1)
-    best = float("inf")
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        reg.robust_fit(cov, y, train)
-        best = min(best, time.perf_counter() - t0)
-    return pixels / best / 1e6
 
 
 class StageMarks:

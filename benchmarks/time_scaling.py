@@ -23,7 +23,9 @@ def main() -> None:
     ap.add_argument("--area", type=float, default=1000.0, help="AOI area in km2 (a square in WRS-2 091084)")
     ap.add_argument("--mission", default="L8")
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--tile-size", type=int, default=512, help="fixed, so tiles do not change with the period")
+    ap.add_argument("--tile-size", type=int, default=0,
+                    help="0 (default): the budget's, which shrinks the tiles as dates grow (memory flat); "
+                         "a size holds the tiles fixed")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     ap.add_argument("--scratch", type=Path, default=Path("runs/bench"))
     args = ap.parse_args()
@@ -35,7 +37,7 @@ def main() -> None:
     for years in (int(y) for y in args.years.split(",")):
         ctx = make_context(aoi, args.scratch / f"years_{years}", OPTICAL_MISSION=args.mission, START_DATE=start,
                            END_DATE=start.replace(year=start.year + years), WORKERS=args.workers,
-                           TILE_SIZE=args.tile_size)
+                           **({"TILE_SIZE": args.tile_size} if args.tile_size else {}))
         row = run_case(ctx)
         rows.append(row)
         print(", ".join(f"{k}={v}" for k, v in row.items()), flush=True)

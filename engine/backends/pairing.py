@@ -14,7 +14,7 @@ from engine.science.split import artificial_mask_donor, split_labels
 MIN_PAIRS = 10
 MIN_PIXEL_COUNT = 100  # images with PIXEL_COUNT_AOI <= 100 (at the 100 m statistics scale) are dropped
 MAX_SAMPLE_POINTS = 400_000  # the sample lattice coarsens (odd steps) to stay under this
-MAX_SAMPLE_VALUES = 20_000_000  # ... and under this many pixel-dates (the reduce holds ~9 bytes each)
+MAX_SAMPLE_VALUES = 10_000_000  # ... and under this many pixel-dates (the reduce holds ~9 bytes each)
 MAX_SKILL_PIXELS = 250_000  # held-out skill is scored on a lattice coarsened (odd steps) to about this many pixels
 
 

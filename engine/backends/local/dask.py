@@ -25,9 +25,9 @@ log = logging.getLogger(__name__)
 # other than its running pool's, hence not in the driver). glibc: dask's own MALLOC_TRIM_THRESHOLD_
 # of 64 KiB turns off glibc's dynamic mmap threshold, so every array over 128 KiB became a fresh
 # mapping whose pages fault in again on every use (a third of the workers' CPU time on a tile
-# stage); arrays under 32 MiB now come from the heap, and up to 32 MiB of free heap is kept.
+# stage); arrays under 32 MiB now come from the heap, and up to 8 MiB of free heap is kept.
 WORKER_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1",
-              "MALLOC_TRIM_THRESHOLD_": str(32 << 20), "MALLOC_MMAP_THRESHOLD_": str(32 << 20)}
+              "MALLOC_TRIM_THRESHOLD_": str(8 << 20), "MALLOC_MMAP_THRESHOLD_": str(32 << 20)}
 
 
 WORKER_DIED = ("the dask worker computing it died, most likely out of memory (killed by the operating system or "

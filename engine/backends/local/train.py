@@ -30,7 +30,7 @@ from tiling.grid import Tile, Window
 
 log = logging.getLogger(__name__)
 TRAIN_LABELS = ("Training", "Validation")
-STRIP_ROWS = 64  # rows of the compute window whose covariates are held at once
+STRIP_ROWS = 32  # rows of the compute window whose covariates are held at once
 
 
 @dataclass
