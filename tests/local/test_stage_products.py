@@ -65,3 +65,27 @@ def test_train_then_finish_from_arrays_alone(tile_inputs, tmp_path, monkeypatch)
     assert np.isnan(filled[:, ~core_inside]).all() and (f.cube["mask"][:, ~core_inside] == 255).all()
     assert sum(f.stats["mae"]["n"]) > 0 and "testing" in f.stats["skill"]
     assert not os.listdir(tmp_path)
+
+
+@pytest.mark.parametrize("with_basis", [False, True])
+def test_finish_spends_its_inputs_only_when_allowed(tile_inputs, with_basis):
+    """``overwrite=False`` leaves the caller's arrays as they were; ``overwrite=True`` (the stage's
+    own loaded work files) gives the same products while calibrating and masking in place."""
+    from engine.science.pca import pca_basis
+
+    params, stats, tile, inside, opt, vv_c, vh_c = tile_inputs
+    params = params.model_copy(update={"EXPORT_PCA": True, "CLIP_NDVI": True})
+    a = train_products(params, stats, tile.window, HALO, inside, opt, vv_c, vh_c)
+    work = [a.work[k] for k in ("pred", "obs", "mask")]
+    basis = pca_basis(a.work["pred"].reshape(N, -1).T[::7], 0.3) if with_basis else None
+    reduction = Reduction(basis, {}, 0)
+    core_inside = inside[HALO:-HALO, HALO:-HALO]
+    kept = [w.copy() for w in work]
+    safe = finish_products(params, stats, reduction, tile.window, core_inside, *work)
+    assert all(np.array_equal(w, k, equal_nan=True) for w, k in zip(work, kept, strict=True))
+    spent = finish_products(params, stats, reduction, tile.window, core_inside, *work, overwrite=True)
+    assert set(safe.cube) == set(spent.cube) == {"filled", "mask", "prediction", "observation", "smoothed"}
+    for name in safe.cube:
+        assert np.array_equal(safe.cube[name], spent.cube[name], equal_nan=True), name
+    assert np.isnan(spent.cube["smoothed"][:, ~core_inside]).all()
+    assert safe.stats == spent.stats

@@ -88,6 +88,7 @@ def finish_products(params: Parameters, stats: GlobalStats, reduction: Reduction
     # Step 10: fill and focal median of the core (from the core + 1 px margin).
     filled = fill(obs, mask, calibrated, keep_clear=p.KEEP_CLEAR_OBSERVED, crop=1)
     core = (slice(None), slice(1, -1), slice(1, -1))
+    own_smoothed = smoothed is not pred or overwrite
     obs, mask, calibrated, smoothed = (a[core] for a in (obs, mask, calibrated, smoothed))
 
     # Per-image MAE sums on clear pixels (AOI-wide MAE = sum / n over all tiles), a date at a time.
@@ -111,7 +112,7 @@ def finish_products(params: Parameters, stats: GlobalStats, reduction: Reduction
     cube = {"filled": aoi_only(filled, True), "mask": aoi_only(mask, overwrite),
             "prediction": aoi_only(calibrated, True), "observation": aoi_only(obs, overwrite)}
     if p.EXPORT_PCA:
-        cube["smoothed"] = aoi_only(smoothed, smoothed is not pred or overwrite)
+        cube["smoothed"] = aoi_only(smoothed, own_smoothed)
     return FinishProducts(cube, {"mae": mae, "skill": skill})
 
 

@@ -81,7 +81,7 @@ def iter_optical(source: Source, geobox: GeoBox, ids: Sequence[str], mission: st
         part = slice(i, i + len(ids[i:i + CHUNK_IMAGES]))
         n = part.stop - part.start
         ds = source.read_optical(geobox, list(ids[part]))
-        opt = (Optical(out.ndvi[part] if with_ndvi else out.ndvi[:0], out.cloudy[part], out.valid[part]) if out
+        opt = (Optical(out.ndvi[part] if with_ndvi else out.ndvi[:0], out.cloudy[part], out.valid[part]) if out is not None
                else Optical(np.empty((n if with_ndvi else 0, h, w), np.float32), np.empty((n, h, w), bool),
                             np.empty((n, h, w), bool)))
         observe(mission, ds["red"].values, ds["nir"].values, ds["qa"].values, opt.ndvi if with_ndvi else None,
