@@ -12,8 +12,8 @@ __all__ = ["MISSIONS", "ndvi", "cloud_mask", "observe", "daily_mosaic"]
 MISSIONS = ("S2", "L8")
 
 # Landsat Collection 2 QA_PIXEL bits: 0 fill; 1 dilated cloud, 2 cirrus, 3 cloud, 4 cloud shadow.
-_L8_FILL = np.uint16(1 << 0)
-_L8_CLOUDY = np.uint16((1 << 1) | (1 << 2) | (1 << 3) | (1 << 4))
+_L8_FILL = 1 << 0
+_L8_CLOUDY = (1 << 1) | (1 << 2) | (1 << 3) | (1 << 4)
 
 
 def ndvi(red: np.ndarray, nir: np.ndarray) -> np.ndarray:
@@ -36,21 +36,11 @@ def cloud_mask(mission: str, qa: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     is False wherever ``valid`` is False, so clear = ``valid & ~cloudy``. A float ``qa`` with NaN
     is accepted; NaN is invalid. Unknown missions raise ``ConfigError`` (a ``ValueError``).
     """
-    key = str(mission).strip().upper()
-    if key not in MISSIONS:
-        raise ConfigError(f"unknown mission {mission!r}: expected one of {', '.join(MISSIONS)}")
+    mode = _mode(mission)
     qa = np.asarray(qa)
-    finite = np.ones(qa.shape, dtype=bool)
-    if np.issubdtype(qa.dtype, np.floating):
-        finite = np.isfinite(qa)
-        qa = np.where(finite, qa, 0)
-    code = qa.astype(np.int64)
-    if key == "S2":
-        valid = finite & (code != 0) & (code != 1)
-        cloudy = valid & ((code == 3) | (code >= 7))
-    else:
-        valid = finite & ((code & int(_L8_FILL)) == 0)
-        cloudy = valid & ((code & int(_L8_CLOUDY)) != 0)
+    cloudy = np.empty(qa.shape, dtype=bool)
+    valid = np.empty(qa.shape, dtype=bool)
+    _cloud_mask(mode, np.ascontiguousarray(qa).reshape(-1), cloudy.reshape(-1), valid.reshape(-1))
     return cloudy, valid
 
 
@@ -64,22 +54,32 @@ def _mode(mission: str) -> int:
     return _MODE[key]
 
 
+@numba.njit(cache=True, inline="always")
+def _qa_flags(mode, value):
+    """(cloudy, valid) of one QA value (``cloud_mask``'s rules); NaN is invalid."""
+    q = np.float64(value)
+    if not abs(q) < np.inf:
+        return False, False
+    code = np.int64(q)
+    if mode == 0:
+        valid = code != 0 and code != 1
+        return valid and (code == 3 or code >= 7), valid
+    valid = (code & _L8_FILL) == 0
+    return valid and (code & _L8_CLOUDY) != 0, valid
+
+
+@numba.njit(cache=True)
+def _cloud_mask(mode, qa, cloudy_out, valid_out):
+    for i in range(qa.size):
+        cloudy_out[i], valid_out[i] = _qa_flags(mode, qa[i])
+
+
 @numba.njit(cache=True)
 def _observe(mode, red, nir, qa, ndvi_out, cloudy_out, valid_out):
     """One pass of ``cloud_mask`` and ``ndvi`` (same float32 arithmetic, so the same bits)."""
     nan = np.float32(np.nan)
     for i in range(qa.size):
-        q = np.float64(qa[i])
-        valid = abs(q) < np.inf
-        cloudy = False
-        if valid:
-            code = np.int64(q)
-            if mode == 0:
-                valid = code != 0 and code != 1
-                cloudy = code == 3 or code >= 7
-            else:
-                valid = (code & 1) == 0
-                cloudy = (code & 30) != 0
+        cloudy, valid = _qa_flags(mode, qa[i])
         r = np.float32(red[i])
         n = np.float32(nir[i])
         total = n + r
