@@ -313,9 +313,7 @@ def cmd_download(opts: Options) -> int:
     if not 0 < opts.request_mib <= limit:
         raise ConfigError(f"--request-mib {opts.request_mib:g} is outside (0, {limit:g}]: computePixels answers "
                           f"at most {limit:g} MiB a request")
-    d = Downloader(Path(opts.run_dir), int(opts.request_mib * 2**20))
-    d.connect()
-    s = d.run()
+    s = Downloader(Path(opts.run_dir), int(opts.request_mib * 2**20)).run()
     console.print(f"downloaded {s['read']} of {s['chunks']} chunks ({s['chunks'] - s['read']} read before) of "
                   f"{s['tiles']} tiles into {s['cube']}, held-out skill in {Path(opts.run_dir) / 'skill.csv'}; "
                   f"report: python -m engine report {opts.run_dir}", soft_wrap=True)
@@ -323,9 +321,10 @@ def cmd_download(opts: Options) -> int:
 
 
 def _download_extra(p: argparse.ArgumentParser) -> None:
-    p.add_argument("run_dir", metavar="RUN_DIR", help="a finished gee run's directory (products exported to assets)")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a finished gee run's directory (products exported to assets or Cloud "
+                                                      "Storage)")
     p.add_argument("--request-mib", type=float, default=48.0, metavar="MIB",
-                   help="largest computePixels response (default and maximum 48 MiB)")
+                   help="largest read: computePixels response or GeoTIFF window (default and maximum 48 MiB)")
 
 
 def _report_extra(p: argparse.ArgumentParser) -> None:

@@ -27,7 +27,13 @@ GET      ``/_standin/counters`` (JSON)                                standin
 GET      ``/_standin/state`` (summary + config)                       standin
 POST     ``/_standin/config`` (JSON body of options)                  standin
 POST     ``/_standin/reset``                                          standin
+GET/HEAD ``/storage/{bucket}/{object}`` (bytes, ``Range``)             storage.get
 =======  ===========================================================  ======================
+
+``/storage/`` is a Cloud Storage read endpoint (the XML API's object GET / HEAD, with byte
+ranges) over the files Cloud Storage exports wrote under ``data_dir/gcs``: GDAL's ``/vsigs/``
+reads them with ``CPL_GS_ENDPOINT={url}/storage/`` and ``GS_NO_SIGN_REQUEST=YES``, as it reads
+``gs://`` from Google's servers.
 
 Errors use Earth Engine's body ``{"error": {"code", "message", "status"}}`` so the real client
 raises ``ee.EEException(message)``.
@@ -37,6 +43,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -51,6 +58,7 @@ from .state import ApiError, State
 
 log = logging.getLogger(__name__)
 
+STORAGE_PREFIX = "/storage/"
 _V = r"^/(?P<ver>v1[a-z0-9]*)/projects/(?P<project>[^/:]+)"
 ROUTES: list[tuple[str, re.Pattern[str], str]] = [
     (m, re.compile(p), k) for m, p, k in [
@@ -134,7 +142,16 @@ class _Handler(BaseHTTPRequestHandler):
         log.debug("%s - %s", self.address_string(), format % args)
 
     def do_GET(self) -> None:  # noqa: N802
-        self._dispatch("GET")
+        if self.path.startswith(STORAGE_PREFIX):
+            self._storage(body=True)
+        else:
+            self._dispatch("GET")
+
+    def do_HEAD(self) -> None:  # noqa: N802
+        if self.path.startswith(STORAGE_PREFIX):
+            self._storage(body=False)
+        else:
+            self.send_error(405)
 
     def do_POST(self) -> None:  # noqa: N802
         self._dispatch("POST")
@@ -155,6 +172,44 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("x-earth-engine-quota-status", "parallelism_restricted=true")
         self.end_headers()
         self.wfile.write(data)
+
+    def _storage(self, body: bool) -> None:
+        """An object of ``data_dir/gcs`` (GET or HEAD, honouring one ``Range: bytes=a-b``)."""
+        state = self.server.state
+        state.counters.inc("requests.total")
+        state.counters.inc("requests.storage.get")
+        bucket, _, name = unquote(urlsplit(self.path).path)[len(STORAGE_PREFIX):].partition("/")
+        root = os.path.realpath(os.path.join(state.data_dir or "", "gcs", bucket))
+        path = os.path.realpath(os.path.join(root, name))
+        if not state.data_dir or not name or not path.startswith(root + os.sep) or not os.path.isfile(path):
+            data = b"<?xml version='1.0' encoding='UTF-8'?><Error><Code>NoSuchKey</Code></Error>"
+            self.send_response(404)
+            self.send_header("Content-Type", "application/xml; charset=UTF-8")
+            self.send_header("Content-Length", str(len(data) if body else 0))
+            self.end_headers()
+            if body:
+                self.wfile.write(data)
+            return
+        size = os.path.getsize(path)
+        start, stop = 0, size
+        m = re.fullmatch(r"bytes=(\d*)-(\d*)", self.headers.get("Range") or "")
+        if m and (m.group(1) or m.group(2)):
+            if m.group(1):
+                start, stop = int(m.group(1)), min(size, int(m.group(2)) + 1 if m.group(2) else size)
+            else:  # a suffix: the last N bytes
+                start = max(0, size - int(m.group(2)))
+        with open(path, "rb") as f:
+            f.seek(start)
+            data = f.read(max(0, stop - start))
+        self.send_response(206 if m else 200)
+        self.send_header("Content-Type", "image/tiff" if path.endswith(".tif") else "application/octet-stream")
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Accept-Ranges", "bytes")
+        if m:
+            self.send_header("Content-Range", f"bytes {start}-{start + len(data) - 1}/{size}")
+        self.end_headers()
+        if body:
+            self.wfile.write(data)
 
     def _body(self) -> Any:
         n = int(self.headers.get("Content-Length") or 0)
@@ -354,6 +409,11 @@ class StandIn:
         if self._server is None:
             raise RuntimeError("StandIn is not started")
         return self._server.url
+
+    @property
+    def storage_url(self) -> str:
+        """The Cloud Storage endpoint GDAL's ``/vsigs/`` reads exports from (``CPL_GS_ENDPOINT``)."""
+        return self.url + STORAGE_PREFIX
 
     @property
     def port(self) -> int:

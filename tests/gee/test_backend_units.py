@@ -21,6 +21,10 @@ def test_request_ids_are_deterministic_short_and_distinct():
               request_id(tile.id, "prediction", "ffffffffffff", 1), request_id(tile.id[:-1], "prediction",
                                                                                 "0123456789ab", 1)}
     assert rid not in others and len(others) == 4
+    # the same export to another folder or bucket: Earth Engine must not answer it with the first one
+    to_a, to_b = (request_id(tile.id, "prediction", "0123456789ab", 1, "", d) for d in ('{"asset": "a"}',
+                                                                                         '{"asset": "b"}'))
+    assert to_a != to_b and to_a == request_id(tile.id, "prediction", "0123456789ab", 1, "", '{"asset": "a"}')
 
 
 def test_asset_layout_matches_the_planned_folder_count(tmp_path):

@@ -1,5 +1,6 @@
 """``download RUN_DIR``: a gee run's exported assets, read back through computePixels into the cube
-of the local layout, equal to what the executing stand-in exported; resumable after SIGKILL."""
+of the local layout, equal to what the executing stand-in exported; resumable after SIGKILL; the same
+cube from the Cloud Storage GeoTIFFs of a run that exported there."""
 from __future__ import annotations
 
 import json
@@ -7,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -26,7 +28,8 @@ SMALL = "0.002"  # MiB a request: one band of 16 rows of a 32 px tile, so hundre
 def gee_run(tmp_path_factory):
     """One finished gee run on the executing stand-in (assets kept in the stand-in's memory)."""
     tmp = tmp_path_factory.mktemp("gee")
-    with pytest.MonkeyPatch.context() as mp, StandIn(task_seconds=0.05, running_cap=2) as s:
+    with (pytest.MonkeyPatch.context() as mp,
+          StandIn(task_seconds=0.05, running_cap=2, data_dir=str(tmp / "standin")) as s):
         plant_credentials(tmp, mp)
         mp.setenv("SAR_INFILL_EECU_JOURNAL", str(tmp / "eecu.jsonl"))
         assert run_engine(s.url, tmp / "run", write_config(tmp)) == 0
@@ -137,6 +140,41 @@ def test_download_killed_resumes_without_reading_finished_chunks(gee_run, tmp_pa
     # the resumed download requested exactly the chunks the killed one had not saved
     assert standin.counters[CALLS] - killed_at == summary["read"]
     assert {p.name for p in folder.glob("*.npy")} >= done and len(list(folder.glob("*.npy"))) == summary["chunks"]
+
+
+def test_download_from_cloud_storage_gives_the_cube_of_the_assets(gee_run, tmp_path, monkeypatch, capsys):
+    """The same run exported to Cloud Storage: its COGs, read through GDAL's /vsigs/ from the stand-in's
+    storage endpoint, give the cube the asset download gives, with no computePixels request."""
+    import xarray as xr
+
+    standin, asset_run = gee_run
+    monkeypatch.setenv("CPL_GS_ENDPOINT", standin.storage_url)
+    monkeypatch.setenv("GS_NO_SIGN_REQUEST", "YES")
+    run_dir = tmp_path / "gcs"
+    assert run_engine(standin.url, run_dir, write_config(tmp_path, EXPORT_DESTINATION="gcs",
+                                                         EXPORT_BUCKET="bkt")) == 0
+    assert main(["download", str(asset_run)]) == 0
+    before, reads = standin.counters[CALLS], standin.counters["requests.storage.get"]
+    assert main(["download", str(run_dir), "--request-mib", "0.05"]) == 0
+    assert "of 4 tiles into" in capsys.readouterr().out
+    assert standin.counters[CALLS] == before and standin.counters["requests.storage.get"] > reads
+    summary = json.loads((run_dir / "download.json").read_text())
+    assert summary["chunks"] > N_TILES  # several windows a file: the chunk plan applies to files too
+    got = xr.open_zarr(run_dir / "cube.zarr", consolidated=False)
+    want = xr.open_zarr(asset_run / "cube.zarr", consolidated=False)
+    assert set(got.data_vars) == set(want.data_vars)
+    for v in want.data_vars:
+        np.testing.assert_array_equal(got[v].values, want[v].values, err_msg=v)
+    assert (run_dir / "skill.csv").read_text() == (asset_run / "skill.csv").read_text()
+    # a file gone from the bucket: one line naming it, nothing traced back (a new process: GDAL caches)
+    (run_dir / "download").rename(tmp_path / "chunks")
+    uri = next(p["uri"] for t in manifest(run_dir)["tiles"] for o in t["outputs"].values() for p in o["parts"]
+               if p["uri"].endswith(".tif"))
+    (Path(standin.state.data_dir) / "gcs" / uri[len("gs://"):]).unlink()
+    proc = subprocess.run([sys.executable, "-m", "engine", "download", str(run_dir)], env=subprocess_env(),
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0 and uri in proc.stderr and "resume" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
 
 
 def test_download_refuses_what_is_not_a_gee_run_and_a_bad_request_size(tmp_path, capsys):

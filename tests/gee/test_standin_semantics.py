@@ -166,6 +166,26 @@ def _wait(task, timeout=60):
     raise AssertionError("export did not finish")
 
 
+def _served_as_cloud_storage(standin, path, obj):
+    """The file at the stand-in's storage endpoint: whole, by byte range, by suffix; 404 elsewhere."""
+    import urllib.error
+    import urllib.request
+
+    data = path.read_bytes()
+
+    def get(name, **headers):
+        with urllib.request.urlopen(urllib.request.Request(standin.storage_url + name, headers=headers)) as r:
+            return r.status, r.headers.get("Content-Range"), r.read()
+
+    assert get(obj) == (200, None, data)
+    assert get(obj, Range="bytes=10-19") == (206, f"bytes 10-19/{len(data)}", data[10:20])
+    assert get(obj, Range="bytes=-7") == (206, f"bytes {len(data) - 7}-{len(data) - 1}/{len(data)}", data[-7:])
+    for missing in ("bkt/dir/none.tif", "other/dir/x.tif", "bkt/../gcs/bkt/dir/x.tif"):
+        with pytest.raises(urllib.error.HTTPError) as e:
+            get(missing)
+        assert e.value.code == 404, missing
+
+
 def test_exports_land_as_files_and_assets(standin):
     import rasterio
 
@@ -181,6 +201,7 @@ def test_exports_land_as_files_and_assets(standin):
         assert src.nodata == -9999 and src.crs.to_epsg() == 32755 and src.transform.c == X0
         assert src.descriptions == ("a", "b")
     assert (a == 1.5).sum() == 100 and (a == -9999).sum() == 300  # the clip keeps 10 x 10 pixels
+    _served_as_cloud_storage(standin, path, "bkt/dir/x.tif")
     t2 = ee.batch.Export.image.toAsset(img.select("a"), "asset", assetId="projects/standin-project/assets/a1",
                                        crs=UTM, crsTransform=[30, 0, X0, 0, -30, Y0 + 600], dimensions="20x20",
                                        pyramidingPolicy={"a": "SAMPLE"})

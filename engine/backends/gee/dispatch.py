@@ -34,6 +34,7 @@ jittered exponential backoff; a submission still failing after that is re-queued
 """
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections import deque
@@ -208,7 +209,8 @@ class Dispatcher:
         if job.body is None and not self._prepare(job):
             self._settle(Outcome(job, "failed", job.build_error or "the export request could not be built"))
             return
-        rid = request_id(job.tile_id, job.stage, self.log.h, job.attempt, job.variant)
+        rid = request_id(job.tile_id, job.stage, self.log.h, job.attempt, job.variant,
+                         json.dumps(job.destination, sort_keys=True))
         try:
             op = self.api.export(job.kind, job.body, rid)
         except TransientError as e:

@@ -1,13 +1,16 @@
 """``download RUN_DIR``: a gee run's exported products brought home into the same ``cube.zarr`` as a
 local run writes, so ``report`` and any xarray analysis work on gee runs too.
 
-Each outputs asset of the manifest is read with ``image:computePixels`` in request-sized chunks
+Products exported to assets are read with ``image:computePixels`` in request-sized chunks
 (:func:`plan_chunks`: at most 48 MiB of float32 per response, 32,768 px a side, 1,024 bands),
-concurrently under ``MAX_INTERACTIVE_REQUESTS``, each retried on 429 / 5xx by :class:`EEApi`. Every
-chunk is saved atomically under ``download/`` as it arrives: a download killed at any point
-resumes without reading a finished chunk again. Where an asset sits comes from its own metadata
-(the bands' grid), which bands are which dates from the run's ``global.json``. Only asset
-destinations are read (Cloud Storage and Drive files are on the user's side already).
+concurrently under ``MAX_INTERACTIVE_REQUESTS``, each retried on 429 / 5xx by :class:`EEApi`.
+Products exported to Cloud Storage are read from their Cloud-Optimised GeoTIFFs (``gs://`` through
+GDAL's ``/vsigs/``, with GDAL's own credentials and retries) in chunks of the same plan, by window
+and band. Every chunk is saved atomically under ``download/`` as it arrives: a download killed at
+any point resumes without reading a finished chunk again. Where a product sits comes from its own
+metadata (the asset's band grid, the file's geotransform); which band is which date from the
+manifest's band layout (a GeoTIFF of Earth Engine need not name its bands) and the run's
+``global.json``. Drive files cannot be read by program: the user downloads them.
 
 Held-out skill and the optical-only baselines are then scored on the downloaded tiles by the local
 backend's own code (:func:`engine.backends.local.finish.score`) on the same lattice of AOI pixels,
@@ -48,11 +51,17 @@ MAX_BANDS = 1_024
 NODATA = -9999.0  # computePixels carries no masks: masked pixels are unmasked to this first
 
 
+# GDAL's reads of gs:// files: no directory listing on open (the exports have no side-car files),
+# and GDAL's own retries with backoff on 429 / 5xx
+GDAL_ENV = {"GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR", "GDAL_HTTP_MAX_RETRY": "8", "GDAL_HTTP_RETRY_DELAY": "1"}
+
+
 @dataclass(frozen=True)
 class Chunk:
-    """One computePixels request: ``bands`` of ``asset`` over rows/columns of the asset's own grid."""
+    """One read: ``bands`` of ``source`` (an asset name, or a ``gs://`` file of the same grid) over
+    columns / rows of the analysis grid."""
 
-    asset: str
+    source: str
     bands: tuple[str, ...]
     col: int  # of the analysis grid (pixels)
     row: int
@@ -61,7 +70,7 @@ class Chunk:
 
     @property
     def key(self) -> str:
-        text = json.dumps([self.asset, self.bands, self.col, self.row, self.width, self.height])
+        text = json.dumps([self.source, self.bands, self.col, self.row, self.width, self.height])
         return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
@@ -87,17 +96,43 @@ def plan_chunks(asset: str, bands: list[str], window: tuple[int, int, int, int],
     return out
 
 
+def grid_window(name: str, transform: tuple[float, float, float, float, float, float], width: int, height: int,
+                resolution: float) -> tuple[int, int, int, int]:
+    """(col, row, width, height) on the analysis grid of a product whose affine is
+    ``(scaleX, shearX, translateX, shearY, scaleY, translateY)``; refused off the run's grid."""
+    sx, hx, tx, hy, sy, ty = transform
+    cols, rows = tx / resolution, -ty / resolution
+    if (abs(sx - resolution) > 1e-6 or abs(sy + resolution) > 1e-6 or hx or hy
+            or abs(cols - round(cols)) > 1e-6 or abs(rows - round(rows)) > 1e-6):
+        raise RunDirError(f"{name!r} is not on the run's {resolution:g} m grid; it was not exported by this run")
+    return int(round(cols)), int(round(rows)), width, height
+
+
 def asset_window(asset: dict[str, Any], resolution: float) -> tuple[int, int, int, int]:
     """(col, row, width, height) on the analysis grid of an image asset, from its first band's grid."""
     grid = asset["bands"][0]["grid"]
     t = grid["affineTransform"]
-    if abs(float(t.get("scaleX", 0)) - resolution) > 1e-6 or abs(float(t.get("scaleY", 0)) + resolution) > 1e-6:
-        raise RunDirError(f"asset {asset['name']!r} is not on the run's {resolution:g} m grid; it was not exported "
-                          "by this run")
-    col = int(round(float(t.get("translateX", 0)) / resolution))
-    row = int(round(-float(t.get("translateY", 0)) / resolution))
+    affine = tuple(float(t.get(k, 0)) for k in ("scaleX", "shearX", "translateX", "shearY", "scaleY", "translateY"))
     dims = grid["dimensions"]
-    return col, row, int(dims.get("width", 0)), int(dims.get("height", 0))
+    return grid_window(asset["name"], affine, int(dims.get("width", 0)), int(dims.get("height", 0)), resolution)  # type: ignore[arg-type]
+
+
+def file_layout(uri: str, bands: list[str], resolution: float) -> tuple[int, int, int, int]:
+    """The window of an exported GeoTIFF on the analysis grid, after checking it holds ``bands`` (the
+    manifest's layout of its part): as many bands, and their names where the file has any."""
+    import rasterio
+
+    try:
+        with rasterio.Env(**GDAL_ENV), rasterio.open(uri) as src:
+            t, names, size = src.transform, src.descriptions, (src.width, src.height)
+    except rasterio.errors.RasterioIOError as e:
+        raise RunDirError(f"{uri} of the manifest cannot be read ({e}); check GDAL's Cloud Storage credentials "
+                          "(GOOGLE_APPLICATION_CREDENTIALS), or run `python -m engine resume RUN_DIR` to export "
+                          "it again") from None
+    if len(names) != len(bands) or any(n and n != b for n, b in zip(names, bands)):
+        raise RunDirError(f"{uri} holds bands {list(names)[:3]}... ({len(names)}), not the manifest's "
+                          f"{bands[:3]}... ({len(bands)}); it was not exported by this run")
+    return grid_window(uri, (t.a, t.b, t.c, t.d, t.e, t.f), size[0], size[1], resolution)
 
 
 class Downloader:
@@ -116,14 +151,15 @@ class Downloader:
             raise RunDirError(f"{self.rd.root} has no manifest.json: the run has not finished; "
                               f"resume it first: python -m engine resume {self.rd.root}")
         self.manifest = json.loads(self.rd.manifest.read_text())
-        if p.EXPORT_DESTINATION != "asset":
-            raise RunDirError(f"the products of {self.rd.root} went to {p.EXPORT_DESTINATION} "
-                              f"({self.manifest.get('earth_engine', {}).get('destination')}); download reads "
-                              "Earth Engine assets only: open those files directly")
+        if p.EXPORT_DESTINATION == "drive":
+            raise RunDirError(f"the products of {self.rd.root} went to Google Drive (folder "
+                              f"{p.EXPORT_FOLDER or p.PROJECT_TITLE!r}), which has no read API for them: download "
+                              "the files from Drive, or export to assets or Cloud Storage (EXPORT_DESTINATION)")
         self.stats = GlobalStats.load(self.rd.global_dir / "global.json")
         self.dir = self.rd.root / "download"
         self.request_bytes = request_bytes
         self.api: EEApi | None = None
+        self.file_bands: dict[str, list[str]] = {}  # gs:// file -> its bands, in order
 
     def connect(self) -> EEApi:
         p = self.ctx.params
@@ -131,33 +167,43 @@ class Downloader:
         self.api = EEApi(session.project, RetryPolicy.for_poll_interval(p.POLL_INTERVAL_S), p.MAX_INTERACTIVE_REQUESTS)
         return self.api
 
-    def parts(self) -> list[tuple[str, str]]:
-        """(manifest tile id, asset) of every exported outputs image of the manifest."""
+    def parts(self) -> list[tuple[str, str, str]]:
+        """(manifest tile id, outputs stage, asset name or file URI) of every exported outputs image."""
         out = []
         for tile in self.manifest.get("tiles", []):
             for stage, product in tile.get("outputs", {}).items():
                 if stage == "images":
                     continue  # the per-image table, also in images.csv
                 for part in product.get("parts", []):
-                    if product.get("status") == "done" and part.get("asset"):
-                        out.append((tile["id"], part["asset"]))
+                    source = part.get("asset") or part.get("uri")
+                    if product.get("status") == "done" and source:
+                        out.append((tile["id"], stage, source))
         return out
 
-    def run(self) -> dict[str, Any]:
-        api = self.api or self.connect()
+    def _bands_and_window(self, stage: str, source: str) -> tuple[list[str], tuple[int, int, int, int]]:
         res = self.ctx.plan.grid.resolution
+        if source.startswith("gs://"):
+            layout = self.manifest.get("products", {}).get("layout", {}).get("images", {}).get(stage, {})
+            bands = self.file_bands[source] = list(layout.get("band_names", []))
+            return bands, file_layout(source, bands, res)
+        assert self.api is not None
+        asset = self.api.get_asset(source)
+        if asset is None:
+            raise RunDirError(f"asset {source!r} of the manifest no longer exists; run `python -m engine resume "
+                              f"{self.rd.root}` to export it again")
+        return [b["id"] for b in asset.get("bands", [])], asset_window(asset, res)
+
+    def run(self) -> dict[str, Any]:
+        if self.api is None and self.ctx.params.EXPORT_DESTINATION == "asset":
+            self.connect()
         chunks: dict[str, list[Chunk]] = {}  # plan tile id -> its chunks
-        for tile_id, name in self.parts():
-            asset = api.get_asset(name)
-            if asset is None:
-                raise RunDirError(f"asset {name!r} of the manifest no longer exists; run `python -m engine resume "
-                                  f"{self.rd.root}` to export it again")
-            bands = [b["id"] for b in asset.get("bands", [])]
+        for tile_id, stage, source in self.parts():
+            bands, window = self._bands_and_window(stage, source)
             chunks.setdefault(self._plan_tile(tile_id).id, []).extend(
-                plan_chunks(name, bands, asset_window(asset, res), self.request_bytes))
+                plan_chunks(source, bands, window, self.request_bytes))
         todo = [c for cs in chunks.values() for c in cs if not self._have(c)]
         log.info("download: %d chunks, %d to read", sum(map(len, chunks.values())), len(todo))
-        workers = max(1, min(self.ctx.params.MAX_INTERACTIVE_REQUESTS, len(todo)))
+        workers = max(1, min(self.ctx.params.MAX_INTERACTIVE_REQUESTS, len(todo)))  # GDAL's reads alike
         with ThreadPoolExecutor(max_workers=workers) as pool:
             for _ in pool.map(self._fetch, todo):
                 pass
@@ -190,6 +236,12 @@ class Downloader:
         return arr.dtype.names == chunk.bands and arr.shape == (chunk.height, chunk.width)
 
     def _fetch(self, chunk: Chunk) -> None:
+        arr = self._read_file(chunk) if chunk.source.startswith("gs://") else self._compute_pixels(chunk)
+        buf = io.BytesIO()
+        np.save(buf, np.ascontiguousarray(arr), allow_pickle=False)
+        atomic_write_bytes(self._path(chunk), buf.getvalue())
+
+    def _compute_pixels(self, chunk: Chunk) -> np.ndarray:
         import ee
 
         assert self.api is not None
@@ -197,11 +249,28 @@ class Downloader:
         grid = {"crsCode": crs, "dimensions": {"width": chunk.width, "height": chunk.height},
                 "affineTransform": {"scaleX": res, "shearX": 0, "translateX": chunk.col * res,
                                     "shearY": 0, "scaleY": -res, "translateY": -chunk.row * res}}
-        image = ee.Image(chunk.asset).select(list(chunk.bands)).unmask(NODATA, False).toFloat()
-        arr = self.api.compute_pixels(image, grid, f"download {chunk.asset} ({chunk.bands[0]}..)")
-        buf = io.BytesIO()
-        np.save(buf, np.ascontiguousarray(arr), allow_pickle=False)
-        atomic_write_bytes(self._path(chunk), buf.getvalue())
+        image = ee.Image(chunk.source).select(list(chunk.bands)).unmask(NODATA, False).toFloat()
+        return self.api.compute_pixels(image, grid, f"download {chunk.source} ({chunk.bands[0]}..)")
+
+    def _read_file(self, chunk: Chunk) -> np.ndarray:
+        """The chunk's window and bands of an exported GeoTIFF, as computePixels answers them (a
+        structured array, one field per band, no-data as :data:`NODATA`)."""
+        import rasterio
+        from rasterio.windows import Window
+
+        res = self.ctx.plan.grid.resolution
+        with rasterio.Env(**GDAL_ENV), rasterio.open(chunk.source) as src:
+            names = self.file_bands[chunk.source]
+            indexes = [names.index(b) + 1 for b in chunk.bands]
+            col, row = int(round(src.transform.c / res)), int(round(-src.transform.f / res))
+            data = src.read(indexes, window=Window(chunk.col - col, chunk.row - row, chunk.width, chunk.height),
+                            out_dtype=np.float32)
+            if src.nodata is not None and src.nodata != NODATA:
+                data[data == np.float32(src.nodata)] = NODATA
+        out = np.empty((chunk.height, chunk.width), dtype=[(b, "<f4") for b in chunk.bands])
+        for i, b in enumerate(chunk.bands):
+            out[b] = data[i]
+        return out
 
     def _write_cube(self, chunks: dict[str, list[Chunk]]) -> list[dict[str, Any]]:
         """Every plan tile's core from its chunks, into a cube of the local backend's layout; returns

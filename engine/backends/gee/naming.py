@@ -89,15 +89,20 @@ class Names:
         return f"{self.run_name}_{output}_{tile_id}"
 
 
-def request_id(tile_id: str, stage: str, science_hash: str, attempt: int, variant: str = "") -> str:
-    """``requestId`` of an export: a pure function of tile, stage, config hash, attempt and ``variant``
+def request_id(tile_id: str, stage: str, science_hash: str, attempt: int, variant: str = "",
+               destination: str = "") -> str:
+    """``requestId`` of an export: a pure function of tile, stage, config hash, attempt, ``variant``
     (what else decides the export's content: for stage B the reduction and the outputs layout, since
-    ``EXPORT_PCA`` / ``EXPORT_INPUT`` change the outputs image without changing the science hash).
+    ``EXPORT_PCA`` / ``EXPORT_INPUT`` change the outputs image without changing the science hash) and
+    ``destination`` (where it goes: Earth Engine deduplicates requestIds per project, so a second run
+    of the same science into another folder or bucket must not be answered with the first's export).
 
     Resubmitting after a lost answer reuses it (the server returns the same operation); a new
-    attempt after a failed task, or an export of other content, gets a new one. At most 60 characters.
+    attempt after a failed task, or an export of other content or to another place, gets a new one.
+    At most 60 characters.
     """
-    key = f"{tile_id}|{stage}|{science_hash}" + (f"|{variant}" if variant else "")
+    key = f"{tile_id}|{stage}|{science_hash}" + (f"|{variant}" if variant else "") + (
+        f"|{destination}" if destination else "")
     digest = hashlib.sha256(key.encode()).hexdigest()[:20]
     rid = f"sarinfill-{science_hash[:10]}-{stage_code(stage)}-{digest}-a{attempt}"
     assert len(rid) <= REQUEST_ID_MAX_CHARS, rid
