@@ -321,8 +321,8 @@ def cmd_download(opts: Options) -> int:
 
 
 def _download_extra(p: argparse.ArgumentParser) -> None:
-    p.add_argument("run_dir", metavar="RUN_DIR", help="a finished gee run's directory (products exported to assets or Cloud "
-                                                      "Storage)")
+    p.add_argument("run_dir", metavar="RUN_DIR",
+                   help="a finished gee run's directory (products exported to assets or Cloud Storage)")
     p.add_argument("--request-mib", type=float, default=48.0, metavar="MIB",
                    help="largest read: computePixels response or GeoTIFF window (default and maximum 48 MiB)")
 

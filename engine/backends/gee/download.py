@@ -112,9 +112,11 @@ def asset_window(asset: dict[str, Any], resolution: float) -> tuple[int, int, in
     """(col, row, width, height) on the analysis grid of an image asset, from its first band's grid."""
     grid = asset["bands"][0]["grid"]
     t = grid["affineTransform"]
-    affine = tuple(float(t.get(k, 0)) for k in ("scaleX", "shearX", "translateX", "shearY", "scaleY", "translateY"))
+    sx, hx, tx, hy, sy, ty = (float(t.get(k, 0)) for k in ("scaleX", "shearX", "translateX", "shearY", "scaleY",
+                                                           "translateY"))
     dims = grid["dimensions"]
-    return grid_window(asset["name"], affine, int(dims.get("width", 0)), int(dims.get("height", 0)), resolution)  # type: ignore[arg-type]
+    return grid_window(asset["name"], (sx, hx, tx, hy, sy, ty), int(dims.get("width", 0)), int(dims.get("height", 0)),
+                       resolution)
 
 
 def file_layout(uri: str, bands: list[str], resolution: float) -> tuple[int, int, int, int]:
