@@ -4,7 +4,8 @@
                                       [--out benchmarks/results]
 
 Prints one row per period, writes CSV and PNG, and the fitted exponent of wall time against the
-number of optical dates.
+number of optical dates. A period the engine refuses (e.g. one year of Landsat 8 holds too few clear
+training dates for a model) is printed as refused and left out of the fit.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from benchmarks.harness import fitted_exponent, machine, make_context, plot_scaling, run_case, square_aoi
+from engine.errors import DataError
 
 
 def main() -> None:
@@ -38,9 +40,15 @@ def main() -> None:
         ctx = make_context(aoi, args.scratch / f"years_{years}", OPTICAL_MISSION=args.mission, START_DATE=start,
                            END_DATE=start.replace(year=start.year + years), WORKERS=args.workers,
                            **({"TILE_SIZE": args.tile_size} if args.tile_size else {}))
-        row = run_case(ctx)
+        try:
+            row = run_case(ctx)
+        except DataError as e:
+            print(f"years={years}: refused by the engine: {e}", flush=True)
+            continue
         rows.append(row)
         print(", ".join(f"{k}={v}" for k, v in row.items()), flush=True)
+    if len(rows) < 2:
+        raise SystemExit("fewer than two periods ran: no exponent to fit")
     table = pd.DataFrame(rows)
     table.to_csv(args.out / "time_scaling.csv", index=False)
     exponent = fitted_exponent(list(table["dates"]), list(table["wall_s"]))
