@@ -31,6 +31,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from AOI.resolve import resolve_aoi  # noqa: E402
 from benchmarks.harness import kernel_mpx_per_core, machine, make_context, square_aoi  # noqa: E402
 from engine.backends.local import finish, inputs, train  # noqa: E402
 from engine.backends.local.global_pass import global_pass  # noqa: E402
@@ -102,6 +103,7 @@ def instrumented(timers: Timers, source: SyntheticSource) -> Iterator[None]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--area-km2", type=float, default=1000.0)
+    ap.add_argument("--aoi", help="instead: a site name, WRS-2 path/row or bbox (the tile the AOI covers most)")
     ap.add_argument("--mission", default="L8")
     ap.add_argument("--start", default="2019-01-01")
     ap.add_argument("--end", default="2021-01-01")
@@ -113,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"regression kernel: {kernel:.3f} Mpx/s per core (robust_fit, 46 dates, one thread)", flush=True)
     numba.set_num_threads(a.threads)
 
-    aoi = square_aoi(a.area_km2)
+    aoi = resolve_aoi(a.aoi) if a.aoi else square_aoi(a.area_km2)
     ctx = make_context(aoi, a.scratch / f"profile_{aoi.name}", OPTICAL_MISSION=a.mission,
                        START_DATE=dt.date.fromisoformat(a.start), END_DATE=dt.date.fromisoformat(a.end), WORKERS=1)
     shutil.rmtree(ctx.run_dir, ignore_errors=True)

@@ -36,12 +36,11 @@ def skill_pixels(window: Window, stats: GlobalStats, inside: np.ndarray) -> np.n
 
 
 def _baselines(obs: np.ndarray, usable: np.ndarray, days: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Gap lengths and the two baselines of (T, P) series, computed on pixel-major copies (each
-    pixel's series contiguous: the same values, read cache-friendly) and returned (T, P) C-ordered."""
+    """Gap lengths and the two baselines of (T, P) series, computed and returned pixel-major (each
+    pixel's series contiguous, read cache-friendly; the pixels of a tile's skill lattice arrive so)."""
     obs_f, usable_f = np.asfortranarray(obs), np.asfortranarray(usable)
-    return tuple(np.ascontiguousarray(a) for a in (gap_length(usable_f, days),  # type: ignore[return-value]
-                                                   linear_interp_baseline(obs_f, usable_f, days),
-                                                   whittaker_baseline(obs_f, usable_f, days)))
+    return gap_length(usable_f, days), linear_interp_baseline(obs_f, usable_f, days), whittaker_baseline(
+        obs_f, usable_f, days)
 
 
 def score(obs: np.ndarray, mask: np.ndarray, pred: np.ndarray, filled: np.ndarray, labels: np.ndarray,

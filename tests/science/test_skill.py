@@ -244,3 +244,33 @@ def test_merge_of_halves_equals_whole(data, method):
     d = whole.to_dict()["methods"][method]
     assert sum(d["n"][:-1]) == d["n"][-1] == int((where & np.isfinite(pred)).sum())
     np.testing.assert_allclose(sum(d["sum_abs_err"][:-1]), d["sum_abs_err"][-1], atol=1e-9)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.sampled_from(["C", "F", "broadcast"]))
+def test_accumulator_equals_gathered_numpy_sums_for_every_layout(seed, layout):
+    """The one-pass kernel adds, per stratum, exactly what gathering the points (C order) and
+    np.bincount add, whatever the arrays' memory layout; the "all" row agrees to rounding."""
+    rng = np.random.default_rng(seed)
+    T, P = int(rng.integers(1, 9)), int(rng.integers(1, 40))
+    pred = rng.normal(0.5, 0.2, (T, P)).astype(np.float32)
+    pred[rng.random((T, P)) < 0.1] = np.nan
+    y = rng.normal(0.5, 0.2, (T, P)).astype(np.float32)
+    gap = rng.choice([0.0, 8.0, 16.0, 31.0, 64.0, 500.0, np.inf, np.nan], (T, P)).astype(np.float32)
+    where = rng.random((T, P)) < 0.8
+    if layout == "F":
+        pred, y, gap, where = (np.asfortranarray(a) for a in (pred, y, gap, where))
+    elif layout == "broadcast":
+        where = (rng.random(T) < 0.7)[:, None]
+    d = SkillAccumulator().add("sar", pred, y, gap, where).to_dict()["methods"]["sar"]
+    sel = np.broadcast_to(where, (T, P)) & np.isfinite(pred) & np.isfinite(y)
+    err = pred[sel].astype(np.float64) - y[sel].astype(np.float64)
+    yy = y[sel].astype(np.float64)
+    g = gap[sel].astype(np.float64)
+    k = np.where(np.isinf(g), 4, np.searchsorted([16.0, 32.0, 64.0], g, side="right"))
+    k, keep = np.where(np.isnan(g), 0, k), ~np.isnan(g)
+    assert d["n"] == [*np.bincount(k[keep], minlength=5).tolist(), int(sel.sum())]
+    for f, v in zip(("sum_err", "sum_abs_err", "sum_sq_err", "sum_y", "sum_y2"),
+                    (err, np.abs(err), err * err, yy, yy * yy)):
+        assert d[f][:5] == np.bincount(k[keep], weights=v[keep], minlength=5).tolist(), f
+        assert d[f][5] == pytest.approx(v.sum(), rel=1e-12, abs=1e-12), f
