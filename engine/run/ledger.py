@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -109,11 +110,13 @@ class Ledger:
             if read_only:
                 self._conn = _open_read_only(self.path)
             else:
+                if not self.path.exists():
+                    _create(self.path)
                 self._conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
                 self._conn.execute("PRAGMA journal_mode=WAL")
                 self._conn.execute("PRAGMA synchronous=FULL")
                 self._conn.executescript(SCHEMA)
-        except sqlite3.DatabaseError as e:  # not a database, damaged, or unwritable
+        except (sqlite3.DatabaseError, OSError) as e:  # not a database, damaged, or unwritable
             if not read_only and not os.access(self.path.parent, os.W_OK):
                 raise RunDirError(f"run directory {str(self.path.parent)!r} is not writable; "
                                   "run there as its owner, or copy it") from None
@@ -255,6 +258,29 @@ class StageLog:
 
     def record_operation(self, op: OperationRecord) -> None:
         self.ledger.record_operation(op)
+
+
+def _create(path: Path) -> None:
+    """A new ledger, complete with its schema before its name appears: a reader (``status``, a
+    test polling a starting run) never sees an empty database under the ledger's name."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".new")
+    os.close(fd)
+    try:
+        conn = sqlite3.connect(tmp, isolation_level=None)
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.executescript(SCHEMA)
+        finally:
+            conn.close()  # the last connection: the WAL is checkpointed into the file and removed
+        try:
+            os.link(tmp, path)  # never replaces a ledger another process created meanwhile
+        except FileExistsError:
+            pass
+        except OSError:  # a file system without hard links
+            if not path.exists():
+                os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
 
 
 def _open_read_only(path: Path) -> sqlite3.Connection:

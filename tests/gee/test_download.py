@@ -144,12 +144,12 @@ def test_download_killed_resumes_without_reading_finished_chunks(gee_run, tmp_pa
 
 def test_download_from_cloud_storage_gives_the_cube_of_the_assets(gee_run, tmp_path, monkeypatch, capsys):
     """The same run exported to Cloud Storage: its COGs, read through GDAL's /vsigs/ from the stand-in's
-    storage endpoint, give the cube the asset download gives, with no computePixels request."""
+    storage endpoint (found from the run's loopback EE_API_URL), give the cube the asset download
+    gives, with no computePixels request."""
     import xarray as xr
 
     standin, asset_run = gee_run
-    monkeypatch.setenv("CPL_GS_ENDPOINT", standin.storage_url)
-    monkeypatch.setenv("GS_NO_SIGN_REQUEST", "YES")
+    monkeypatch.delenv("CPL_GS_ENDPOINT", raising=False)
     run_dir = tmp_path / "gcs"
     assert run_engine(standin.url, run_dir, write_config(tmp_path, EXPORT_DESTINATION="gcs",
                                                          EXPORT_BUCKET="bkt")) == 0

@@ -147,3 +147,36 @@ def test_one_writer_per_run_dir(reference, tmp_path):
     assert_same_products(run_dir, reference.run_dir)
     # nothing computed twice (a resume or run after the winner finished only rewrites the merge)
     assert all(v == 1 for (tile, stage), v in attempts(run_dir).items() if stage != "merge")
+
+
+def test_a_ledger_being_created_is_never_read_as_damaged(tmp_path):
+    """A reader (``status``, a user's script) polling while the driver creates the ledger sees no
+    ledger or a complete one, never an empty database it would call damaged."""
+    import threading
+
+    from engine.errors import RunDirError
+    from engine.run.ledger import Ledger
+
+    damaged: list[str] = []
+    for i in range(100):
+        path = tmp_path / str(i) / "ledger.sqlite"
+        path.parent.mkdir()
+        created = threading.Event()
+
+        def poll(path=path, created=created) -> None:
+            while not created.is_set():
+                if path.exists():
+                    try:
+                        with Ledger(path, read_only=True) as ledger:
+                            ledger.records()
+                    except RunDirError as e:
+                        damaged.append(str(e))
+
+        reader = threading.Thread(target=poll)
+        reader.start()
+        with Ledger(path) as ledger:
+            ledger.set_meta("k", 1)
+        created.set()
+        reader.join()
+        assert sorted(p.name for p in path.parent.iterdir() if p.name.startswith(".")) == []  # no temporary left
+    assert damaged == []

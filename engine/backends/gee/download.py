@@ -5,8 +5,8 @@ Products exported to assets are read with ``image:computePixels`` in request-siz
 (:func:`plan_chunks`: at most 48 MiB of float32 per response, 32,768 px a side, 1,024 bands),
 concurrently under ``MAX_INTERACTIVE_REQUESTS``, each retried on 429 / 5xx by :class:`EEApi`.
 Products exported to Cloud Storage are read from their Cloud-Optimised GeoTIFFs (``gs://`` through
-GDAL's ``/vsigs/``, with GDAL's own credentials and retries) in chunks of the same plan, by window
-and band. Every chunk is saved atomically under ``download/`` as it arrives: a download killed at
+GDAL's ``/vsigs/``, with GDAL's own credentials and retries; from the stand-in's storage endpoint
+for a run against a server on loopback) in chunks of the same plan, by window and band. Every chunk is saved atomically under ``download/`` as it arrives: a download killed at
 any point resumes without reading a finished chunk again. Where a product sits comes from its own
 metadata (the asset's band grid, the file's geotransform); which band is which date from the
 manifest's band layout (a GeoTIFF of Earth Engine need not name its bands) and the run's
@@ -23,6 +23,7 @@ import io
 import json
 import logging
 import math
+import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from engine.backends.gee.api import EEApi, RetryPolicy
-from engine.backends.gee.session import initialize
+from engine.backends.gee.session import initialize, is_loopback
 from engine.errors import RunDirError
 from engine.io import atomic_write_bytes
 from engine.backends.scoring import inside_mask, score, skill_pixels
@@ -53,7 +54,18 @@ NODATA = -9999.0  # computePixels carries no masks: masked pixels are unmasked t
 
 # GDAL's reads of gs:// files: no directory listing on open (the exports have no side-car files),
 # and GDAL's own retries with backoff on 429 / 5xx
-GDAL_ENV = {"GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR", "GDAL_HTTP_MAX_RETRY": "8", "GDAL_HTTP_RETRY_DELAY": "1"}
+GDAL_ENV = {"GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR", "GDAL_HTTP_MAX_RETRY": "4", "GDAL_HTTP_RETRY_DELAY": "1"}
+STANDIN_STORAGE = "/storage/"  # where an Earth Engine stand-in on loopback serves its Cloud Storage files
+
+
+def gdal_env(ee_api_url: str) -> dict[str, str]:
+    """GDAL's options for the run's Cloud Storage files: a run against an Earth Engine server on
+    loopback (the stand-in) reads that server's storage endpoint, unless ``CPL_GS_ENDPOINT`` says
+    otherwise; a run against Google reads Google's, with GDAL's own credentials."""
+    env = dict(GDAL_ENV)
+    if is_loopback(ee_api_url) and "CPL_GS_ENDPOINT" not in os.environ:
+        env.update(CPL_GS_ENDPOINT=ee_api_url.rstrip("/") + STANDIN_STORAGE, GS_NO_SIGN_REQUEST="YES")
+    return env
 
 
 @dataclass(frozen=True)
@@ -119,17 +131,18 @@ def asset_window(asset: dict[str, Any], resolution: float) -> tuple[int, int, in
                        resolution)
 
 
-def file_layout(uri: str, bands: list[str], resolution: float) -> tuple[int, int, int, int]:
+def file_layout(uri: str, bands: list[str], resolution: float, env: dict[str, str],
+                run_dir: Path) -> tuple[int, int, int, int]:
     """The window of an exported GeoTIFF on the analysis grid, after checking it holds ``bands`` (the
     manifest's layout of its part): as many bands, and their names where the file has any."""
     import rasterio
 
     try:
-        with rasterio.Env(**GDAL_ENV), rasterio.open(uri) as src:
+        with rasterio.Env(**env), rasterio.open(uri) as src:
             t, names, size = src.transform, src.descriptions, (src.width, src.height)
     except rasterio.errors.RasterioIOError as e:
         raise RunDirError(f"{uri} of the manifest cannot be read ({e}); check GDAL's Cloud Storage credentials "
-                          "(GOOGLE_APPLICATION_CREDENTIALS), or run `python -m engine resume RUN_DIR` to export "
+                          f"(GOOGLE_APPLICATION_CREDENTIALS), or run `python -m engine resume {run_dir}` to export "
                           "it again") from None
     if len(names) != len(bands) or any(n and n != b for n, b in zip(names, bands)):
         raise RunDirError(f"{uri} holds bands {list(names)[:3]}... ({len(names)}), not the manifest's "
@@ -162,6 +175,7 @@ class Downloader:
         self.request_bytes = request_bytes
         self.api: EEApi | None = None
         self.file_bands: dict[str, list[str]] = {}  # gs:// file -> its bands, in order
+        self.gdal_env = gdal_env(p.EE_API_URL)
 
     def connect(self) -> EEApi:
         p = self.ctx.params
@@ -187,7 +201,7 @@ class Downloader:
         if source.startswith("gs://"):
             layout = self.manifest.get("products", {}).get("layout", {}).get("images", {}).get(stage, {})
             bands = self.file_bands[source] = list(layout.get("band_names", []))
-            return bands, file_layout(source, bands, res)
+            return bands, file_layout(source, bands, res, self.gdal_env, self.rd.root)
         assert self.api is not None
         asset = self.api.get_asset(source)
         if asset is None:
@@ -261,7 +275,7 @@ class Downloader:
         from rasterio.windows import Window
 
         res = self.ctx.plan.grid.resolution
-        with rasterio.Env(**GDAL_ENV), rasterio.open(chunk.source) as src:
+        with rasterio.Env(**self.gdal_env), rasterio.open(chunk.source) as src:
             names = self.file_bands[chunk.source]
             indexes = [names.index(b) + 1 for b in chunk.bands]
             col, row = int(round(src.transform.c / res)), int(round(-src.transform.f / res))
