@@ -6,8 +6,9 @@ Products exported to assets are read with ``image:computePixels`` in request-siz
 concurrently under ``MAX_INTERACTIVE_REQUESTS``, each retried on 429 / 5xx by :class:`EEApi`.
 Products exported to Cloud Storage are read from their Cloud-Optimised GeoTIFFs (``gs://`` through
 GDAL's ``/vsigs/``, with GDAL's own credentials and retries; from the stand-in's storage endpoint
-for a run against a server on loopback) in chunks of the same plan, by window and band. Every chunk is saved atomically under ``download/`` as it arrives: a download killed at
-any point resumes without reading a finished chunk again. Where a product sits comes from its own
+for a run against a server on loopback) in chunks of the same plan, by window and band. Every
+chunk is saved atomically under ``download/`` as it arrives: a download killed at any point
+resumes without reading a finished chunk again. Where a product sits comes from its own
 metadata (the asset's band grid, the file's geotransform); which band is which date from the
 manifest's band layout (a GeoTIFF of Earth Engine need not name its bands) and the run's
 ``global.json``. Drive files cannot be read by program: the user downloads them.
