@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-import tempfile
 import time
+import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -262,9 +262,9 @@ class StageLog:
 
 def _create(path: Path) -> None:
     """A new ledger, complete with its schema before its name appears: a reader (``status``, a
-    test polling a starting run) never sees an empty database under the ledger's name."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".new")
-    os.close(fd)
+    test polling a starting run) never sees an empty database under the ledger's name. (SQLite
+    creates the file with the process's umask, as it would under the ledger's own name.)"""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.new")
     try:
         conn = sqlite3.connect(tmp, isolation_level=None)
         try:
@@ -280,7 +280,7 @@ def _create(path: Path) -> None:
             if not path.exists():
                 os.replace(tmp, path)
     finally:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
 
 
 def _open_read_only(path: Path) -> sqlite3.Connection:
