@@ -48,7 +48,7 @@ def _aim(target, proc, run_dir, t0, n_tiles, rng, reference) -> str:
         return f"{delay:.2f} s after start"
     if target in ("train", "finish"):
         k = rng.randint(0, 2)
-        delay = rng.uniform(0.0, 0.8 if target == "train" else 0.4)
+        delay = rng.uniform(0.0, 0.3 if target == "train" else 0.4)  # a tile trains in ~0.3 s
         wait_for(lambda: len(_since(run_dir, t0, target)) > 0 and len(_since(run_dir, t0, target, FINAL)) >= k, proc)
         time.sleep(delay)
         return f"{k} {target} tiles done in this attempt + {delay:.2f} s"
