@@ -112,6 +112,12 @@ def kernel_mpx_per_core(pixels: int = 200_000, dates: int = 46, repeat: int = 3)
     return pixels / best / 1e6
 
 
+def ratio_r(wall_s: float, workers: int, aoi_pixels: float, kernel_mpx_s: float) -> float:
+    """R = wall x workers / (AOI pixels / kernel pixels per second per core): how many times the pure
+    regression of the AOI's pixels the whole run costs (issue 14's machine-independent ratio)."""
+    return wall_s * workers / (aoi_pixels / (kernel_mpx_s * 1e6))
+
+
 def run_case(ctx: RunContext, keep: bool = False) -> dict[str, Any]:
     """Run the job from scratch and return its figures, with the regression kernel's speed measured
     just before and after and R = wall x workers / (AOI pixels / kernel pixels per second per core)."""
@@ -135,7 +141,7 @@ def run_case(ctx: RunContext, keep: bool = False) -> dict[str, Any]:
         "years": round((ctx.params.END_DATE - ctx.params.START_DATE).days / 365.25, 2),
         "wall_s": round(wall, 2),
         "kernel_mpx_s": round(kernel, 3),
-        "R": round(wall * ctx.params.WORKERS / (ctx.plan.aoi_pixels / (kernel * 1e6)), 1),
+        "R": round(ratio_r(wall, ctx.params.WORKERS, ctx.plan.aoi_pixels, kernel), 1),
         **{f"{k}_s": round(v, 2) for k, v in result.timings.items()},
         "source_read_cpu_s": round(read_s, 2),
         "peak_rss_mb": round(mem.peak / 2**20),

@@ -21,7 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from AOI.resolve import resolve_aoi  # noqa: E402
-from benchmarks.harness import PeakMemory, kernel_mpx_per_core, machine, make_context, square_aoi  # noqa: E402
+from benchmarks.harness import PeakMemory, kernel_mpx_per_core, machine, make_context, ratio_r, square_aoi  # noqa: E402
 from engine.backends.local import LocalBackend  # noqa: E402
 from engine.run.driver import execute  # noqa: E402
 
@@ -95,14 +95,14 @@ def main(argv: list[str] | None = None) -> int:
     kernel_after = kernel_mpx_per_core()
     kernel = (kernel_before + kernel_after) / 2
     print(f"regression kernel after the run: {kernel_after:.3f} Mpx/s per core; their mean {kernel:.3f}")
-    r = wall * a.workers / (pixels / (kernel * 1e6))
+    r = ratio_r(wall, a.workers, pixels, kernel)
     print(f"R = wall x workers / (AOI pixels / kernel px/s per core) = {wall:.1f} x {a.workers} / "
           f"({pixels / 1e6:.1f} Mpx / {kernel:.3f} Mpx/s) = {r:.1f} (target <= 4)")
     dates = int(result.stats.paired.shape[0]) if result.stats is not None else 0
     if dates and dates != 46:  # an AOI that several tracks see has more dates than one track's 46
         kernel_t = kernel_mpx_per_core(dates=dates)
         print(f"the run's {dates} paired dates: regression kernel at {dates} dates {kernel_t:.3f} Mpx/s per core; "
-              f"R at the run's dates = {wall * a.workers / (pixels / (kernel_t * 1e6)):.1f}")
+              f"R at the run's dates = {ratio_r(wall, a.workers, pixels, kernel_t):.1f}")
     shutil.rmtree(ctx.run_dir, ignore_errors=True)
     return 0 if result.complete else 1
 

@@ -4,8 +4,8 @@ The largest per-tile computation is the training reduction (step 6): for every o
 stack carries NDVI, the constant and the 8 SAR covariates, i.e. ``BANDS_PER_DATE`` float32 bands
 over the tile *with its halo*. A tile fits when ``dates x bands x (side + 2 halo)^2 x 4`` is within
 the budget and the haloed side is within Earth Engine's request side limit. (The local backend
-holds fewer: about 8 such bands at its peak, measured by ``benchmarks/profile_steps.py``; the
-difference is the headroom for its worker's libraries.)
+holds fewer: about 7 such bands at its peak, ``benchmarks/profile_steps.py`` tracing 350 MiB for a
+512 px tile at 45 dates; the difference is the headroom for its worker's libraries.)
 
 The dates are the AOI's, not one track's: every track (Landsat path, Sentinel orbit) that sees
 the AOI acquires it on its own days, and every tile computes every date of the AOI (a date

@@ -175,7 +175,7 @@ class Downloader:
         self.dir = self.rd.root / "download"
         self.request_bytes = request_bytes
         self.api: EEApi | None = None
-        self.file_bands: dict[str, list[str]] = {}  # gs:// file -> its bands, in order
+        self.files: dict[str, tuple[list[str], tuple[int, int, int, int]]] = {}  # gs:// file -> bands, window
         self.gdal_env = gdal_env(p.EE_API_URL)
 
     def connect(self) -> EEApi:
@@ -201,8 +201,9 @@ class Downloader:
         res = self.ctx.plan.grid.resolution
         if source.startswith("gs://"):
             layout = self.manifest.get("products", {}).get("layout", {}).get("images", {}).get(stage, {})
-            bands = self.file_bands[source] = list(layout.get("band_names", []))
-            return bands, file_layout(source, bands, res, self.gdal_env, self.rd.root)
+            bands = list(layout.get("band_names", []))
+            self.files[source] = bands, file_layout(source, bands, res, self.gdal_env, self.rd.root)
+            return self.files[source]
         assert self.api is not None
         asset = self.api.get_asset(source)
         if asset is None:
@@ -275,11 +276,9 @@ class Downloader:
         import rasterio
         from rasterio.windows import Window
 
-        res = self.ctx.plan.grid.resolution
+        names, (col, row, _, _) = self.files[chunk.source]
+        indexes = [names.index(b) + 1 for b in chunk.bands]
         with rasterio.Env(**self.gdal_env), rasterio.open(chunk.source) as src:
-            names = self.file_bands[chunk.source]
-            indexes = [names.index(b) + 1 for b in chunk.bands]
-            col, row = int(round(src.transform.c / res)), int(round(-src.transform.f / res))
             data = src.read(indexes, window=Window(chunk.col - col, chunk.row - row, chunk.width, chunk.height),
                             out_dtype=np.float32)
             if src.nodata is not None and src.nodata != NODATA:

@@ -59,8 +59,8 @@ def global_pass(ctx: RunContext, source: Source, client: Client | None = None) -
     p = ctx.params
     grid = ctx.plan.grid
     aoi = ctx.plan.aoi
-    step = sample_step(aoi.area, grid.resolution, p.STATS_SCALE)
-    gbox = sample_geobox(grid, aoi, step)
+    catalog_step = sample_step(aoi.area, grid.resolution, p.STATS_SCALE)  # the points catalogs are asked for
+    gbox = sample_geobox(grid, aoi, catalog_step)
     start = pd.Timestamp(p.START_DATE, tz="UTC")
     end = pd.Timestamp(p.END_DATE, tz="UTC")
     window = pd.Timedelta(days=p.SAR_WINDOW_DAYS)
@@ -70,8 +70,8 @@ def global_pass(ctx: RunContext, source: Source, client: Client | None = None) -
         raise DataError(f"no {p.OPTICAL_MISSION} images over {ctx.aoi.name} between {p.START_DATE} and "
                         f"{p.END_DATE}; extend the period or check the data source")
     if int(inside_mask(gbox, aoi).sum()) == 0:
-        raise DataError(f"the AOI {ctx.aoi.name} holds no {step * grid.resolution:g} m statistics sample point; "
-                        "use a larger AOI or a smaller STATS_SCALE")
+        raise DataError(f"the AOI {ctx.aoi.name} holds no {catalog_step * grid.resolution:g} m statistics sample "
+                        "point; use a larger AOI or a smaller STATS_SCALE")
     tiles = list(ctx.plan.tiles)
     log.info("global pass: %d optical, %d SAR images, statistics over %d tiles at full resolution",
              len(optical), len(sar), len(tiles))
@@ -98,6 +98,7 @@ def global_pass(ctx: RunContext, source: Source, client: Client | None = None) -
     images = pd.concat([images, table], axis=1)
     images["s1_count"] = aoi_stats.scene_counts(sar["time"], images["day"].to_numpy(), p.SAR_WINDOW_DAYS)
     donor_id, notes = pair_and_split(images, len(sar), ctx)
+    # the reduce's sample: also capped by pixel-dates, known once the images are paired
     step = sample_step(aoi.area, grid.resolution, p.STATS_SCALE, int(images["paired"].sum()))
     return GlobalStats(images=images, sar=sar.assign(day=sar_days)[["id", "time", "day"]], donor_id=donor_id,
                        sample_step=step, skill_step=skill_step(aoi.area / grid.resolution**2), notes=notes,
