@@ -146,7 +146,21 @@ def add_skill(rd: RunDir, finish_stats: list[dict[str, Any]], how: str) -> pd.Da
     manifest["skill"] = _skill_records(skill)
     manifest["notes"] = [n for n in manifest.get("notes", []) if not n.startswith(SKILL_NOT_SCORED)]
     atomic_write_json(rd.manifest, manifest)
+    _record_manifest(rd)
     return skill
+
+
+def _record_manifest(rd: RunDir) -> None:
+    """The merge's record of ``manifest.json`` brought up to its new checksum: ``status`` and
+    ``resume`` verify it, and would call the manifest damaged and write it again (without skill)."""
+    from engine.run.ledger import GLOBAL, Ledger, Stage
+
+    with Ledger(rd.ledger) as ledger:
+        rec = ledger.get(GLOBAL, Stage.MERGE)
+        if rec is not None:
+            outputs = {**rec.outputs, "manifest": {"path": "manifest.json", "sha256": sha256_file(rd.manifest)}}
+            ledger.finish(GLOBAL, Stage.MERGE, rec.config_hash, status=rec.status, outputs=outputs,
+                          message=rec.message, stats=rec.stats)
 
 
 def json_number(v: Any) -> Any:

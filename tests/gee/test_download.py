@@ -79,6 +79,7 @@ def test_download_gives_the_exported_pixels_then_reads_nothing_again(gee_run, ca
     m = manifest(run_dir)
     assert m["products"]["skill"]["path"] == "skill.csv" and (run_dir / "skill.csv").exists()
     assert not any("were not scored" in n for n in m["notes"])
+    assert main(["status", str(run_dir)]) == 0  # the rewritten manifest is the merge's recorded one
     assert main(["report", str(run_dir)]) == 0
     assert "not available" not in capsys.readouterr().out
     _renders_in_chromium(run_dir / "report" / "index.html", run_dir.parent)
