@@ -39,6 +39,9 @@ def test_ctrl_c_prints_one_line_with_the_real_resume_command(reference, tmp_path
     assert text.rstrip().splitlines()[-1] == (
         f"interrupted: finished tiles are kept; resume with: python -m engine resume '{run_dir}'")
 
+    # only the tiles submitted to the one worker (its task and the one queued behind it) were started
+    assert sum(r.status == "running" for r in ledger_rows(run_dir).values()) <= 2
+
     status = run_cli_proc(["status", str(run_dir)])
     assert status.returncode == 3, status.stdout
     assert "run is INCOMPLETE" in status.stdout and " running " not in status.stdout.split("Tiles")[1]

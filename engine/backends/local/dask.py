@@ -30,6 +30,10 @@ WORKER_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THRE
               "MALLOC_TRIM_THRESHOLD_": str(8 << 20), "MALLOC_MMAP_THRESHOLD_": str(32 << 20)}
 
 
+# tasks submitted per worker thread: one running and one queued behind it, so a worker that ends a
+# task starts the next at once while the driver records the first
+IN_FLIGHT = 2
+
 WORKER_DIED = ("the dask worker computing it died, most likely out of memory (killed by the operating system or "
                "by dask's memory limit); lower --tile-budget-mb for smaller tiles, or run fewer --workers")
 
@@ -139,19 +143,29 @@ def run_wave(
     """Run ``func(*shared, tile)`` for every tile as dask tasks keyed ``<stage>-<tile id>-<suffix>``.
 
     ``shared`` objects (a few kB: context, statistics, reduction) travel with each task: scattered
-    once, they would be lost with a worker that dies, and every task of the wave with them. A task
+    once, they would be lost with a worker that dies, and every task of the wave with them. At most
+    ``IN_FLIGHT`` tasks per worker thread are submitted at a time, each with ``on_start`` (the ledger's
+    "running"): an interrupted run leaves a few tiles "interrupted", not every tile of the wave. A task
     that raises becomes a ``failed`` outcome with the error's message (a dead worker: ``WORKER_DIED``);
     the wave goes on. ``on_done`` runs in this (the driver) process as each task ends.
     """
-    if not tiles:
-        return
-    futures = {}
-    for tile in tiles:
-        on_start(tile)
-        fut = client.submit(func, *shared, tile, key=f"{stage}-{tile.id}-{key_suffix}", pure=False, retries=0)
-        futures[fut] = tile.id
-    for fut in as_completed(futures):
-        tid = futures[fut]
+    waiting = list(reversed(tiles))
+    futures: dict[Any, str] = {}
+    running = as_completed()
+
+    def submit_more() -> None:
+        # the cluster's threads are asked again each time: an external scheduler's workers may come and go
+        room = IN_FLIGHT * max(1, sum(client.nthreads().values())) - len(futures)
+        for _ in range(min(room, len(waiting))):
+            tile = waiting.pop()
+            on_start(tile)
+            fut = client.submit(func, *shared, tile, key=f"{stage}-{tile.id}-{key_suffix}", pure=False, retries=0)
+            futures[fut] = tile.id
+            running.add(fut)
+
+    submit_more()
+    for fut in running:
+        tid = futures.pop(fut)
         try:
             outcome = fut.result()
         except EngineError as e:
@@ -165,3 +179,4 @@ def run_wave(
         finally:
             fut.release()
         on_done(outcome)
+        submit_more()
