@@ -25,6 +25,21 @@ def test_plan_wrs2_scene_writes_index(run_cli, tmp_path):
     assert len(gj["features"]) == 593
 
 
+def test_local_tiles_shrink_as_the_period_grows_so_a_worker_stays_in_its_budget(run_cli, tmp_path):
+    """The local budget is a worker's whole memory: 2 years of one Landsat path fit 512 px tiles,
+    4 years do not (a worker would reach about 1.1 GiB) and get 256 px; Earth Engine's model, of its
+    own computation only, keeps 512 px for both."""
+    sides = {}
+    for backend in ("local", "gee"):
+        for end in ("2023-01-01", "2025-01-01"):
+            code, out, err = run_cli("plan", "--aoi", "145.8,-17.5,146.0,-17.3", "--mission", "L8", "--start",
+                                     "2021-01-01", "--end", end, "--backend", backend, "--run-dir",
+                                     str(tmp_path / f"{backend}{end}"))
+            assert code == 0, err
+            sides[backend, end[:4]] = next(int(w) for w in ("512", "256", "128") if f" of {w} px" in out)
+    assert sides == {("local", "2023"): 512, ("local", "2025"): 256, ("gee", "2023"): 512, ("gee", "2025"): 512}
+
+
 def test_plan_forced_tile_size_and_site(run_cli, tmp_path):
     code, out, _ = run_cli("plan", "--aoi", "north qld", "--tile-size", "128", "--run-dir", str(tmp_path / "r"))
     assert code == 0 and "128 px" in out and "forced" in out

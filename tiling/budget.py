@@ -3,9 +3,13 @@
 The largest per-tile computation is the training reduction (step 6): for every optical date the
 stack carries NDVI, the constant and the 8 SAR covariates, i.e. ``BANDS_PER_DATE`` float32 bands
 over the tile *with its halo*. A tile fits when ``dates x bands x (side + 2 halo)^2 x 4`` is within
-the budget and the haloed side is within Earth Engine's request side limit. (The local backend
-holds fewer: about 7 such bands at its peak, ``benchmarks/profile_steps.py`` tracing 350 MiB for a
-512 px tile at 45 dates; the difference is the headroom for its worker's libraries.)
+the budget and the haloed side is within Earth Engine's request side limit.
+
+The local backend's budget is a dask worker's whole memory while it computes a tile: the worker's
+own (Python, numpy, numba's compiled kernels, distributed) plus what the tile's arrays hold at the
+peak, which is fewer bands than Earth Engine's (the covariates are computed in strips, never held
+whole). ``local_budget`` models it from measured workers, so that the tiles shrink as the dates grow
+and a worker's memory stays flat.
 
 The dates are the AOI's, not one track's: every track (Landsat path, Sentinel orbit) that sees
 the AOI acquires it on its own days, and every tile computes every date of the AOI (a date
@@ -36,6 +40,7 @@ class Budget:
     halo: int = 12
     bands: int = BANDS_PER_DATE
     dtype_bytes: int = DTYPE_BYTES
+    base_bytes: int = 0  # held whatever the tile: a local worker's libraries
 
     def __post_init__(self) -> None:
         if self.dates < 1:
@@ -45,7 +50,10 @@ class Budget:
 
     def tile_bytes(self, side: int) -> int:
         """Bytes of the largest computation on a tile of ``side`` core pixels."""
-        return self.dates * self.bands * (side + 2 * self.halo) ** 2 * self.dtype_bytes
+        return self.base_bytes + self.dates * self.bands * (side + 2 * self.halo) ** 2 * self.dtype_bytes
+
+    def _base(self) -> str:
+        return f" (a worker's own {self.base_bytes / 2**20:.0f} MiB included)" if self.base_bytes else ""
 
     def fits(self, side: int) -> bool:
         return self.tile_bytes(side) <= self.max_bytes and side + 2 * self.halo <= REQUEST_MAX_SIDE
@@ -59,9 +67,26 @@ class Budget:
             side //= 2
         raise PlanError(
             f"even a {MIN_TILE_SIDE} px tile needs {self.tile_bytes(MIN_TILE_SIDE) / 2**20:.0f} MiB for "
-            f"{self.dates} dates, over the {self.max_bytes / 2**20:.0f} MiB budget; raise TILE_BUDGET_MB "
+            f"{self.dates} dates{self._base()}, over the {self.max_bytes / 2**20:.0f} MiB budget; raise TILE_BUDGET_MB "
             "or shorten the period"
         )
+
+
+#: A local dask worker (one thread) as ``python -m benchmarks.time_scaling --years 1,2,4,6 --area 1000``
+#: measured it on 2026-12-07: peaks of 826 MiB at 46 dates and 1,134 MiB at 91 dates for 512 px tiles
+#: (536 px haloed), 791 MiB at 136 dates for 256 px, i.e. about 0.5 GiB before any tile and 25 bytes
+#: per haloed pixel-date; the model rounds both up (7 float32 bands per date).
+LOCAL_WORKER_BASE_BYTES = 512 * 2**20
+LOCAL_BANDS_PER_DATE = 7
+
+
+def backend_budget(backend: str, dates: int, max_bytes: int, halo: int) -> Budget:
+    """The tile budget of ``backend``: Earth Engine's computation (``BANDS_PER_DATE`` float32 bands
+    per pixel-date), or a local worker's whole memory (its base and ``LOCAL_BANDS_PER_DATE``)."""
+    if backend == "local":
+        return Budget(dates=dates, max_bytes=max_bytes, halo=halo, bands=LOCAL_BANDS_PER_DATE,
+                      base_bytes=LOCAL_WORKER_BASE_BYTES)
+    return Budget(dates=dates, max_bytes=max_bytes, halo=halo)
 
 
 #: (relative orbits, swath width in km) of the missions whose dates ``swath_tracks`` estimates

@@ -69,7 +69,9 @@ def print_plan(ctx: RunContext) -> None:
               f"halo {s['halo_px']} px, {s['tile_pixels']:,} px in all, {s['compute_pixels']:,} px computed "
               "(the tiles cut to the AOI's bounding box)")
     t.add_row("dates", f"~{s['dates_estimate']} optical dates (the revisit of every track that sees the AOI; the catalog decides)")
-    t.add_row("tile memory", f"{human_bytes(s['tile_bytes'])} per tile of {human_bytes(s['budget_bytes'])} budget")
+    whose = "a dask worker's, its own included" if p.BACKEND == "local" else "Earth Engine's computation"
+    t.add_row("tile memory", f"{human_bytes(s['tile_bytes'])} per tile of {human_bytes(s['budget_bytes'])} budget "
+              f"({whose})")
     where = f" at {p.EE_API_URL}" if p.DATA_SOURCE == "ee" else ""
     t.add_row("backend", f"{p.BACKEND}" + (f" (source: {p.DATA_SOURCE}{where})" if p.BACKEND == "local"
                                            else f" ({p.EE_API_URL})"))

@@ -9,7 +9,7 @@ from AOI.resolve import AOI, from_file, resolve_aoi, wrs2_paths
 from config.parameters import Parameters, load_parameters
 from engine.errors import AOIError
 from tiling import ee_layout as layout
-from tiling.budget import Budget, estimate_dates, swath_tracks
+from tiling.budget import Budget, backend_budget, estimate_dates, swath_tracks
 from tiling.plan import TilePlan, plan_tiles
 
 
@@ -91,8 +91,8 @@ def estimated_dates(params: Parameters, aoi: AOI, mission: str | None = None, ex
 
 def tile_budget(params: Parameters, aoi: AOI) -> Budget:
     """The tile budget of a run: its memory per tile for the dates the AOI is expected to meet."""
-    return Budget(dates=estimated_dates(params, aoi), max_bytes=int(params.TILE_BUDGET_MB * 2**20),
-                  halo=params.TILE_HALO)
+    return backend_budget(params.BACKEND, estimated_dates(params, aoi), int(params.TILE_BUDGET_MB * 2**20),
+                          params.TILE_HALO)
 
 
 def build_context(

@@ -15,7 +15,7 @@ from engine import __version__
 from engine.run.context import RunContext
 from engine.errors import ConfigError, EngineError, RunDirError
 from engine.run.rundir import RunDir
-from tiling.budget import Budget
+from tiling.budget import backend_budget
 from tiling.plan import plan_tiles
 
 
@@ -98,7 +98,7 @@ def context_from_run(run_dir: Path, recorded: dict[str, Any], overrides: dict[st
         a = recorded["aoi"]
         aoi = AOI(name=a["name"], kind=a["kind"], geometry=shapely.from_wkt(a["wkt"]), epsg=a["epsg"])
         p = recorded["plan"]
-        budget = Budget(dates=p["dates_estimate"], max_bytes=p["budget_bytes"], halo=p["halo"])
+        budget = backend_budget(params.BACKEND, p["dates_estimate"], p["budget_bytes"], p["halo"])
         plan = plan_tiles(aoi.projected(), p["epsg"], p["resolution"], budget, tile_size=p["tile_size"])
     except EngineError:
         raise
