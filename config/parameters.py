@@ -135,7 +135,12 @@ class Parameters(BaseModel):
         description="Spacing of the PCA / calibration sample lattice and the unit of PIXEL_COUNT_AOI, metres.",
     )
     CRS: str | None = Field(None, description="Grid CRS, e.g. EPSG:32755 (default: UTM zone of the AOI centroid).")
-    TILE_BUDGET_MB: float = Field(1024, gt=0, description="Memory budget of a tile, MiB: on gee its largest computation; on local a dask worker's whole memory while it computes the tile.")
+    TILE_BUDGET_MB: float = Field(
+        1024,
+        gt=0,
+        description="Memory budget of a tile, MiB: on gee its largest computation; "
+        "on local a dask worker's whole memory while it computes the tile.",
+    )
     TILE_SIZE: int | None = Field(None, ge=16, le=32768, description="Force the tile side in pixels.")
     TILE_HALO: int = Field(
         12, ge=12, le=256, description="Halo in pixels (>= 12: 10 neighbourhood mean + 1 + 1 focal medians)."

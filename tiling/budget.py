@@ -84,8 +84,9 @@ def backend_budget(backend: str, dates: int, max_bytes: int, halo: int) -> Budge
     """The tile budget of ``backend``: Earth Engine's computation (``BANDS_PER_DATE`` float32 bands
     per pixel-date), or a local worker's whole memory (its base and ``LOCAL_BANDS_PER_DATE``)."""
     if backend == "local":
-        return Budget(dates=dates, max_bytes=max_bytes, halo=halo, bands=LOCAL_BANDS_PER_DATE,
-                      base_bytes=LOCAL_WORKER_BASE_BYTES)
+        return Budget(
+            dates=dates, max_bytes=max_bytes, halo=halo, bands=LOCAL_BANDS_PER_DATE, base_bytes=LOCAL_WORKER_BASE_BYTES
+        )
     return Budget(dates=dates, max_bytes=max_bytes, halo=halo)
 
 

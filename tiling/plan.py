@@ -154,7 +154,8 @@ def _over_budget(side: int, budget: Budget) -> str:
         fits = "a shorter period"
     return (
         f"TILE_SIZE {side} needs {need / 2**30:.1f} GiB per tile ({budget.dates} dates x {budget.bands} bands x "
-        f"{side + 2 * budget.halo}^2 px x {budget.dtype_bytes} bytes{base}), over the {budget.max_bytes / 2**30:.1f} GiB "
+        f"{side + 2 * budget.halo}^2 px x {budget.dtype_bytes} bytes{base}), "
+        f"over the {budget.max_bytes / 2**30:.1f} GiB "
         f"tile budget (TILE_BUDGET_MB {budget.max_bytes / 2**20:g}): a worker would run out of memory; use "
         f"{fits}, or raise --tile-budget-mb to {math.ceil(need / 2**20)} if the machine has the memory"
     )
