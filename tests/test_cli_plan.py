@@ -139,3 +139,27 @@ def test_export_stac_offers_only_the_flags_it_uses(run_cli):
         assert ignored not in out, ignored
     code, out, err = run_cli("export-stac", "--aoi", "North Qld", "--backend", "gee", "--out", "x")
     assert code == 2 and "unrecognized arguments: --backend" in err
+
+
+def test_a_recorded_plan_is_resumed_as_planned_whatever_this_versions_budget_says(tmp_path):
+    """A run planned 512 px tiles (an older budget model, or a bigger budget): resuming rebuilds that
+    plan; starting the same job again in its directory names the two sizes and the resume command."""
+    from engine.errors import RunDirError
+    from engine.run.context import build_context
+    from engine.run.record import check_compatible, context_from_run, run_description
+
+    job = {"OPTICAL_MISSION": "L8", "START_DATE": "2021-01-01", "END_DATE": "2025-01-01",
+           "RUN_DIR": str(tmp_path / "run")}
+    aoi = "145.8,-17.5,146.0,-17.3"
+    old = build_context(None, {**job, "TILE_SIZE": 512, "TILE_BUDGET_MB": 4096}, aoi)
+    recorded = run_description(old)
+    recorded["params"].update(TILE_SIZE=None, TILE_BUDGET_MB=1024)  # as if the budget had picked 512 px
+    recorded["plan"]["budget_bytes"] = 2**30
+    resumed = context_from_run(tmp_path / "run", recorded)
+    assert resumed.plan.grid.tile_size == 512 and len(resumed.plan.tiles) == len(old.plan.tiles)
+
+    again = build_context(None, job, aoi)
+    assert again.plan.grid.tile_size == 256
+    with pytest.raises(RunDirError) as e:
+        check_compatible(recorded, again)
+    assert "(512 px, this plan 256 px)" in str(e.value) and "python -m engine resume" in str(e.value)

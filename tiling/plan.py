@@ -124,14 +124,16 @@ def plan_tiles(
     resolution: float,
     budget: Budget,
     tile_size: int | None = None,
+    recorded: bool = False,
 ) -> TilePlan:
     """Plan the tiles of ``aoi`` (a polygon in EPSG:``epsg``) on the fixed-origin grid.
 
     The tile side is the largest power of two whose haloed computation fits ``budget``, unless
-    ``tile_size`` forces it.
+    ``tile_size`` forces it. A ``recorded`` plan (a run's own, rebuilt to resume it) keeps its side
+    whatever this version's budget model would say of it.
     """
     side = tile_size if tile_size is not None else budget.best_side()
-    if tile_size is not None and not budget.fits(side):
+    if tile_size is not None and not recorded and not budget.fits(side):
         raise PlanError(_over_budget(side, budget))
     grid = GridSpec(epsg=epsg, resolution=resolution, tile_size=side, halo=budget.halo)
     return TilePlan(

@@ -4,6 +4,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import os
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -49,8 +50,11 @@ def check_compatible(recorded: dict[str, Any], ctx: RunContext) -> None:
         raise RunDirError(f"run directory {where!r} holds a run of another AOI ({recorded['aoi']['name']}); "
                           "use a new --run-dir")
     if recorded.get("plan", {}).get("tiles_hash") != _tiles_hash(ctx):
-        raise RunDirError(f"run directory {where!r} was planned with other tiles "
-                          f"({recorded['plan']['tile_size']} px); drop --tile-size or use a new --run-dir")
+        was, now = recorded["plan"]["tile_size"], ctx.plan.grid.tile_size
+        remedy = ("drop --tile-size" if ctx.plan.forced_size else
+                  f"resume it as it was planned (python -m engine resume {shlex.quote(where)})")
+        raise RunDirError(f"run directory {where!r} was planned with other tiles ({was} px, this plan {now} px); "
+                          f"{remedy}, or use a new --run-dir")
 
 
 def check_run_dir(rd: RunDir, ctx: RunContext) -> bool:
@@ -99,7 +103,8 @@ def context_from_run(run_dir: Path, recorded: dict[str, Any], overrides: dict[st
         aoi = AOI(name=a["name"], kind=a["kind"], geometry=shapely.from_wkt(a["wkt"]), epsg=a["epsg"])
         p = recorded["plan"]
         budget = backend_budget(params.BACKEND, p["dates_estimate"], p["budget_bytes"], p["halo"])
-        plan = plan_tiles(aoi.projected(), p["epsg"], p["resolution"], budget, tile_size=p["tile_size"])
+        plan = plan_tiles(aoi.projected(), p["epsg"], p["resolution"], budget, tile_size=p["tile_size"],
+                          recorded=True)
     except EngineError:
         raise
     except Exception as e:  # noqa: BLE001 - missing keys, bad WKT: a damaged run.json
