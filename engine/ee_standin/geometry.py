@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import shapely
@@ -32,14 +33,7 @@ class Geom:
 
     def in_crs(self, crs: str) -> BaseGeometry:
         """The shape in ``crs`` (edges densified before reprojection)."""
-        shape = self._to_crs_units(self.shape)
-        if crs_code(crs) == crs_code(self.crs):
-            return shape
-        minx, miny, maxx, maxy = shape.bounds
-        step = max(maxx - minx, maxy - miny) / 64 or 1.0
-        dense = shape.segmentize(step)
-        tr = transformer(self.crs, crs)
-        return shapely.transform(dense, lambda xy: np.column_stack(tr.transform(xy[:, 0], xy[:, 1])))
+        return _in_crs(self, crs)
 
     def lonlat(self) -> BaseGeometry:
         return self.in_crs("EPSG:4326")
@@ -52,3 +46,17 @@ class Geom:
 
     def bounds_in(self, crs: str) -> tuple[float, float, float, float]:
         return self.in_crs(crs).bounds
+
+
+@lru_cache(maxsize=256)
+def _in_crs(geom: Geom, crs: str) -> BaseGeometry:
+    """``Geom.in_crs``, cached: a request asks for the same region in the same CRS again and again
+    (every collection filtered by it, every granule tested against it)."""
+    shape = geom._to_crs_units(geom.shape)
+    if crs_code(crs) == crs_code(geom.crs):
+        return shape
+    minx, miny, maxx, maxy = shape.bounds
+    step = max(maxx - minx, maxy - miny) / 64 or 1.0
+    dense = shape.segmentize(step)
+    tr = transformer(geom.crs, crs)
+    return shapely.transform(dense, lambda xy: np.column_stack(tr.transform(xy[:, 0], xy[:, 1])))

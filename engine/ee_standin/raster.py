@@ -279,17 +279,28 @@ def nearest(read: Callable[[Grid], Px], src: Proj, grid: Grid) -> Px:
     """``grid``'s pixels, each the ``src`` pixel containing its centre (``read`` of the window)."""
     if src == grid.proj:
         return read(grid)
+    win, ii, jj = _nearest_index(src, grid)
+    px = read(win)
+    if ii is None:
+        return px
+    return Px(px.v[ii, jj], px.m[ii, jj], None if px.n is None else px.n[ii, jj])
+
+
+@lru_cache(maxsize=64)
+def _nearest_index(src: Proj, grid: Grid) -> tuple[Grid, np.ndarray | None, np.ndarray | None]:
+    """The ``src`` window ``nearest`` reads for ``grid`` and the (row, col) of each of ``grid``'s
+    pixels in it; the same for every image of a collection on one projection, hence cached."""
     x, y = grid.centres_in(src.crs)
     fc, fr = src.to_pixel(x, y)
     ci = np.floor(fc + 1e-9).astype(np.int64)
     ri = np.floor(fr + 1e-9).astype(np.int64)
     if ci.size == 0:
-        return read(Grid(src, 0, 0, 0, 0))
+        return Grid(src, 0, 0, 0, 0), None, None
     c0, c1, r0, r1 = int(ci.min()), int(ci.max()), int(ri.min()), int(ri.max())
-    win = Grid(src, c0, r0, c1 - c0 + 1, r1 - r0 + 1)
-    px = read(win)
     ii, jj = ri - r0, ci - c0
-    return Px(px.v[ii, jj], px.m[ii, jj], None if px.n is None else px.n[ii, jj])
+    ii.setflags(write=False)
+    jj.setflags(write=False)
+    return Grid(src, c0, r0, c1 - c0 + 1, r1 - r0 + 1), ii, jj
 
 
 def pyramid_level(native: Proj, request_scale: float) -> int:
