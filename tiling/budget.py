@@ -8,7 +8,7 @@ the budget and the haloed side is within Earth Engine's request side limit.
 The local backend's budget is a dask worker's whole memory while it computes a tile: the worker's
 own (Python, numpy, numba's compiled kernels, distributed) plus what the tile's arrays hold at the
 peak, which is fewer bands than Earth Engine's (the covariates are computed in strips, never held
-whole). ``local_budget`` models it from measured workers, so that the tiles shrink as the dates grow
+whole). ``backend_budget`` models it from measured workers, so that the tiles shrink as the dates grow
 and a worker's memory stays flat.
 
 The dates are the AOI's, not one track's: every track (Landsat path, Sentinel orbit) that sees
@@ -49,7 +49,7 @@ class Budget:
             raise PlanError(f"tile budget must be positive, got {self.max_bytes} bytes")
 
     def tile_bytes(self, side: int) -> int:
-        """Bytes of the largest computation on a tile of ``side`` core pixels."""
+        """Bytes a tile of ``side`` core pixels needs: its largest computation (and a local worker's own)."""
         return self.base_bytes + self.dates * self.bands * (side + 2 * self.halo) ** 2 * self.dtype_bytes
 
     def _base(self) -> str:
