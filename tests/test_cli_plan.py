@@ -163,3 +163,21 @@ def test_a_recorded_plan_is_resumed_as_planned_whatever_this_versions_budget_say
     with pytest.raises(RunDirError) as e:
         check_compatible(recorded, again)
     assert "(512 px, this plan 256 px)" in str(e.value) and "python -m engine resume" in str(e.value)
+
+
+def test_a_run_that_would_fill_the_disk_asks_first_and_writes_nothing(run_cli, tmp_path, monkeypatch):
+    """The whole-scene job needs far more than a nearly full disk has: without --yes (no terminal to
+    ask on) it is refused in one line naming the need, the free space and the remedies."""
+    import shutil
+    from collections import namedtuple
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(2**40, 2**40 - 2**30, 2**30))
+    run_dir = tmp_path / "scene"
+    code, out, err = run_cli("run", "--aoi", "091084", "--mission", "L8", "--start", "2019-01-01",
+                             "--end", "2019-07-01", "--run-dir", str(run_dir), "-q")
+    assert code != 0 and not run_dir.exists()
+    line = err.strip()
+    assert "\n" not in line and "Traceback" not in line, err
+    assert "1.0 GiB free" in line and "choose another --run-dir" in line and "--yes" in line
+    assert "GiB more on the file system of" in line

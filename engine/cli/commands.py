@@ -142,6 +142,34 @@ def _guard_long_run(ctx: RunContext, assume_yes: bool) -> None:
         raise ConfigError(f"{question.split(';')[0]}; pass --yes to start it anyway, or shrink the AOI or period")
 
 
+def _guard_disk(ctx: RunContext, assume_yes: bool) -> None:
+    """A local run whose estimated outputs and work files exceed the free space of its run directory's
+    file system needs a yes: it would otherwise stop with "No space left on device" hours in."""
+    import shutil
+    from pathlib import Path
+
+    from engine.errors import ConfigError
+
+    if ctx.params.BACKEND != "local":
+        return
+    est = estimate(ctx)
+    root = Path(ctx.run_dir).absolute()
+    held = sum(f.stat().st_size for f in root.rglob("*") if f.is_file()) if root.is_dir() else 0
+    need = est.bytes + est.work_bytes - held  # a resumed run has written part of it
+    where = root
+    while not where.exists():
+        where = where.parent
+    free = shutil.disk_usage(where).free
+    if need <= free:
+        return
+    question = (f"this run may need ~{human_bytes(need)} more on the file system of {str(root)!r}, which has "
+                f"{human_bytes(free)} free (outputs and work files, a rough estimate); start it?")
+    if not confirm(question, assume_yes):
+        raise ConfigError(f"{question.rsplit(';', 1)[0]}; free space, choose another --run-dir, shrink the AOI or "
+                          "period, or pass --yes to start it anyway")
+    console.print(f"[yellow]warning:[/] {question.rsplit(';', 1)[0]}", soft_wrap=True)
+
+
 def _guard_eecu(ctx: RunContext, assume_yes: bool) -> None:
     """A gee run estimated above EECU_BUDGET_HOURS, or past its tier's month, needs a yes."""
     from engine.errors import ConfigError
@@ -232,6 +260,7 @@ def cmd_run(opts: Options) -> int:
     if not opts.quiet:
         print_plan(ctx)
     _guard_long_run(ctx, opts.yes)
+    _guard_disk(ctx, opts.yes)
     _guard_eecu(ctx, opts.yes)
     return _execute(ctx, opts, backend)
 
@@ -247,6 +276,7 @@ def cmd_resume(opts: Options) -> int:
     overrides = {k: v for k, v in (("WORKERS", opts.workers), ("SCHEDULER", opts.scheduler)) if v is not None}
     ctx = context_from_run(rd.root, recorded, overrides)
     console.print(f"resuming {rd.root}: {ctx.aoi.name}, {len(ctx.plan.tiles)} tiles, backend {ctx.params.BACKEND}")
+    _guard_disk(ctx, opts.yes)
     return _execute(ctx, opts)
 
 
