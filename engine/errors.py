@@ -37,6 +37,10 @@ class RunDirError(EngineError, RuntimeError):
     """A run directory is missing, locked, or belongs to a different configuration."""
 
 
+class DiskFull(RunDirError, OSError):
+    """The run directory's file system is full: the run stops (finished tiles kept) until space is freed."""
+
+
 class Interrupted(EngineError, KeyboardInterrupt):
     """The user stopped a run (Ctrl-C); finished work is kept."""
 

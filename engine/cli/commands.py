@@ -193,13 +193,21 @@ def _guard_eecu(ctx: RunContext, assume_yes: bool) -> None:
 
 
 def _execute(ctx: RunContext, opts: Options, backend: Any = None) -> int:
-    from engine.errors import Interrupted
+    import errno
 
+    from engine.errors import DiskFull, Interrupted
+
+    resume = f"python -m engine resume {shlex.quote(str(ctx.run_dir))}"
     try:
         return _execute_run(ctx, opts, backend)
     except KeyboardInterrupt:
-        raise Interrupted(f"interrupted: finished tiles are kept; resume with: python -m engine resume "
-                          f"{shlex.quote(str(ctx.run_dir))}") from None
+        raise Interrupted(f"interrupted: finished tiles are kept; resume with: {resume}") from None
+    except OSError as e:
+        if e.errno != errno.ENOSPC:
+            raise
+        where = f" writing {e.filename}" if e.filename else ""
+        raise DiskFull(f"no space left on device{where}: finished tiles are kept; free space on that file system, "
+                       f"then resume with: {resume}") from None
 
 
 def _execute_run(ctx: RunContext, opts: Options, backend: Any = None) -> int:
