@@ -66,9 +66,9 @@ class Budget:
                 return side
             side //= 2
         raise PlanError(
-            f"even a {MIN_TILE_SIDE} px tile needs {self.tile_bytes(MIN_TILE_SIDE) / 2**20:.0f} MiB for "
+            f"even a {MIN_TILE_SIDE} px tile needs {math.ceil(self.tile_bytes(MIN_TILE_SIDE) / 2**20)} MiB for "
             f"{self.dates} dates{self._base()}, over the {self.max_bytes / 2**20:.0f} MiB budget; raise TILE_BUDGET_MB "
-            "or shorten the period"
+            f"(--tile-budget-mb) to at least {math.ceil(self.tile_bytes(MIN_TILE_SIDE) / 2**20)}, or shorten the period"
         )
 
 
