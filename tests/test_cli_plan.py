@@ -181,3 +181,10 @@ def test_a_run_that_would_fill_the_disk_asks_first_and_writes_nothing(run_cli, t
     assert "\n" not in line and "Traceback" not in line, err
     assert "1.0 GiB free" in line and "choose another --run-dir" in line and "--yes" in line
     assert "GiB more on the file system of" in line
+    # --yes starts it anyway, saying so
+    import engine.cli.commands as commands
+
+    monkeypatch.setattr(commands, "_execute", lambda ctx, opts, backend=None: 0)
+    code, out, err = run_cli("run", "--aoi", "091084", "--mission", "L8", "--start", "2019-01-01",
+                             "--end", "2019-07-01", "--run-dir", str(run_dir), "-q", "--yes")
+    assert code == 0 and "warning: this run may need" in out and "1.0 GiB free" in out, out + err
