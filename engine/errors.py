@@ -41,6 +41,13 @@ class DiskFull(RunDirError, OSError):
     """The run directory's file system is full: the run stops (finished tiles kept) until space is freed."""
 
 
+def is_disk_full(e: BaseException) -> bool:
+    """Whether ``e`` is "No space left on device" (every later write fails too)."""
+    import errno
+
+    return isinstance(e, OSError) and e.errno == errno.ENOSPC
+
+
 class Interrupted(EngineError, KeyboardInterrupt):
     """The user stopped a run (Ctrl-C); finished work is kept."""
 

@@ -73,3 +73,11 @@ def sha256_file(path: Path | str, chunk: int = 1 << 20) -> str:
         for block in iter(lambda: fh.read(chunk), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def existing_ancestor(path: Path | str) -> Path:
+    """``path`` made absolute, or its nearest ancestor that exists (where it would be created)."""
+    where = Path(path).absolute()
+    while not where.exists():
+        where = where.parent
+    return where

@@ -65,10 +65,11 @@ class Budget:
             if self.fits(side):
                 return side
             side //= 2
+        least = math.ceil(self.tile_bytes(MIN_TILE_SIDE) / 2**20)
         raise PlanError(
-            f"even a {MIN_TILE_SIDE} px tile needs {math.ceil(self.tile_bytes(MIN_TILE_SIDE) / 2**20)} MiB for "
-            f"{self.dates} dates{self._base()}, over the {self.max_bytes / 2**20:.0f} MiB budget; raise TILE_BUDGET_MB "
-            f"(--tile-budget-mb) to at least {math.ceil(self.tile_bytes(MIN_TILE_SIDE) / 2**20)}, or shorten the period"
+            f"even a {MIN_TILE_SIDE} px tile needs {least} MiB for {self.dates} dates{self._base()}, over the "
+            f"{self.max_bytes / 2**20:.0f} MiB budget; raise TILE_BUDGET_MB (--tile-budget-mb) to at least {least}, "
+            "or shorten the period"
         )
 
 

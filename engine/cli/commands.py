@@ -148,7 +148,7 @@ def _guard_disk(ctx: RunContext, assume_yes: bool) -> None:
     import shutil
     from pathlib import Path
 
-    from engine.errors import ConfigError
+    from engine.io import existing_ancestor
 
     if ctx.params.BACKEND != "local":
         return
@@ -156,18 +156,15 @@ def _guard_disk(ctx: RunContext, assume_yes: bool) -> None:
     root = Path(ctx.run_dir).absolute()
     held = sum(f.stat().st_size for f in root.rglob("*") if f.is_file()) if root.is_dir() else 0
     need = est.bytes + est.work_bytes - held  # a resumed run has written part of it
-    where = root
-    while not where.exists():
-        where = where.parent
-    free = shutil.disk_usage(where).free
+    free = shutil.disk_usage(existing_ancestor(root)).free
     if need <= free:
         return
-    question = (f"this run may need ~{human_bytes(need)} more on the file system of {str(root)!r}, which has "
-                f"{human_bytes(free)} free (outputs and work files, a rough estimate); start it?")
-    if not confirm(question, assume_yes):
-        raise ConfigError(f"{question.rsplit(';', 1)[0]}; free space, choose another --run-dir, shrink the AOI or "
-                          "period, or pass --yes to start it anyway")
-    console.print(f"[yellow]warning:[/] {question.rsplit(';', 1)[0]}", soft_wrap=True)
+    what = (f"this run may need ~{human_bytes(need)} more on the file system of {str(root)!r}, which has "
+            f"{human_bytes(free)} free (outputs and work files, a rough estimate)")
+    if not confirm(f"{what}; start it?", assume_yes):
+        raise ConfigError(f"{what}; free space, choose another --run-dir, shrink the AOI or period, or pass --yes "
+                          "to start it anyway")
+    console.print(f"[yellow]warning:[/] {what}", soft_wrap=True)
 
 
 def _guard_eecu(ctx: RunContext, assume_yes: bool) -> None:
@@ -193,9 +190,7 @@ def _guard_eecu(ctx: RunContext, assume_yes: bool) -> None:
 
 
 def _execute(ctx: RunContext, opts: Options, backend: Any = None) -> int:
-    import errno
-
-    from engine.errors import DiskFull, Interrupted
+    from engine.errors import DiskFull, Interrupted, is_disk_full
 
     resume = f"python -m engine resume {shlex.quote(str(ctx.run_dir))}"
     try:
@@ -203,7 +198,7 @@ def _execute(ctx: RunContext, opts: Options, backend: Any = None) -> int:
     except KeyboardInterrupt:
         raise Interrupted(f"interrupted: finished tiles are kept; resume with: {resume}") from None
     except OSError as e:
-        if e.errno != errno.ENOSPC:
+        if not is_disk_full(e):
             raise
         where = f" writing {e.filename}" if e.filename else ""
         raise DiskFull(f"no space left on device{where}: finished tiles are kept; free space on that file system, "

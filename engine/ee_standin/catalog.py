@@ -94,33 +94,18 @@ def _geobox(grid: Grid):
 
 def _inside(g: F.Granule, grid: Grid) -> np.ndarray:
     """Pixel centres of ``grid`` inside the granule's footprint (whole-window shortcuts first)."""
-    window = _window_lonlat(grid)
+    a, b, c, d, e, f = grid.affine()
+    outline = shapely.Polygon([(c, f), (c + a * grid.w, f), (c + a * grid.w, f + e * grid.h), (c, f + e * grid.h)])
+    from .geometry import Geom
+    from .raster import Proj
+
+    window = Geom(outline, Proj(grid.proj.crs)).lonlat()
     if g.footprint.contains(window):
         return np.ones(grid.shape, bool)
     if not g.footprint.intersects(window):
         return np.zeros(grid.shape, bool)
-    x, y = _centres_lonlat(grid)
-    return shapely.contains_xy(g.footprint, x, y)
-
-
-# every granule of a request is tested against the same grid: its outline and pixel centres in
-# lon/lat are computed once (the stand-in's own cost; the answers are the same)
-@functools.lru_cache(maxsize=64)
-def _window_lonlat(grid: Grid) -> Any:
-    from .geometry import Geom
-    from .raster import Proj
-
-    a, b, c, d, e, f = grid.affine()
-    outline = shapely.Polygon([(c, f), (c + a * grid.w, f), (c + a * grid.w, f + e * grid.h), (c, f + e * grid.h)])
-    return Geom(outline, Proj(grid.proj.crs)).lonlat()
-
-
-@functools.lru_cache(maxsize=16)
-def _centres_lonlat(grid: Grid) -> tuple[np.ndarray, np.ndarray]:
     x, y = grid.centres_in("EPSG:4326")
-    x.setflags(write=False)
-    y.setflags(write=False)
-    return x, y
+    return shapely.contains_xy(g.footprint, x, y)
 
 
 class _ReadCache:

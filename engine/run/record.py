@@ -15,6 +15,7 @@ from config.parameters import EXECUTION_KEYS, Parameters
 from engine import __version__
 from engine.run.context import RunContext
 from engine.errors import ConfigError, EngineError, RunDirError
+from engine.io import existing_ancestor
 from engine.run.rundir import RunDir
 from tiling.budget import backend_budget
 from tiling.plan import plan_tiles
@@ -62,9 +63,7 @@ def check_run_dir(rd: RunDir, ctx: RunContext) -> bool:
     if rd.root.exists() and not rd.root.is_dir():
         raise RunDirError(f"run directory {str(rd.root)!r} is a file; choose another --run-dir")
     if not rd.root.exists():  # it will be created: can it be?
-        parent = rd.root.absolute().parent
-        while not parent.exists():
-            parent = parent.parent
+        parent = existing_ancestor(rd.root.absolute().parent)
         if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
             why = "is a file" if not parent.is_dir() else "is not writable"
             raise RunDirError(f"cannot create run directory {str(rd.root)!r}: {str(parent)!r} {why}; "

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import contextlib
-import errno
 import logging
 import os
 from concurrent.futures import CancelledError
@@ -15,7 +14,7 @@ from distributed.scheduler import KilledWorker
 
 from engine.run.stages import TileOutcome
 from tiling.grid import Tile
-from engine.errors import ConfigError, EngineError, RunDirError
+from engine.errors import ConfigError, EngineError, RunDirError, is_disk_full
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +147,8 @@ def run_wave(
     ``IN_FLIGHT`` tasks per worker thread are submitted at a time, each with ``on_start`` (the ledger's
     "running"): an interrupted run leaves a few tiles "interrupted", not every tile of the wave. A task
     that raises becomes a ``failed`` outcome with the error's message (a dead worker: ``WORKER_DIED``);
-    the wave goes on, unless the disk is full (the ``OSError`` is raised: every later tile would fail). ``on_done`` runs in this (the driver) process as each task ends.
+    the wave goes on, unless the disk is full (the ``OSError`` is raised: every later tile would fail).
+    ``on_done`` runs in this (the driver) process as each task ends.
     """
     waiting = list(reversed(tiles))
     futures: dict[Any, str] = {}
@@ -175,7 +175,7 @@ def run_wave(
             log.info("tile %s: %s: %s", tid, type(e).__name__, e)
             outcome = TileOutcome(tid, stage, "failed", message=WORKER_DIED)
         except Exception as e:  # a bug or an environment failure in one tile must not stop the others
-            if isinstance(e, OSError) and e.errno == errno.ENOSPC:  # ... but a full disk fails every tile after it
+            if is_disk_full(e):  # ... but a full disk fails every tile after it
                 on_done(TileOutcome(tid, stage, "failed", message=f"{type(e).__name__}: {e}"))
                 raise
             log.exception("tile %s failed in %s", tid, stage)
