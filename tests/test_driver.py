@@ -50,18 +50,23 @@ class FakeExecutor:
 
     def begin(self, rd, log, stats, existing) -> None:
         self.b.begun += 1
+        self.b.rd = rd
 
     def intact(self, unit, rec, work: bool = False) -> bool:
         key = ("work" if work else "product", unit.tile.id, unit.stage)
         if work and unit.stage != "train":
             return True
-        return self.b.store.get(key) == rec.outputs.get("product", {}).get("sha256")
+        on_disk = not (work and self.b.work_files) or (self.b.rd.work_dir(unit.tile.id) / "pred.npy").exists()
+        return on_disk and self.b.store.get(key) == rec.outputs.get("product", {}).get("sha256")
 
     def wave(self, units, reduction, report) -> None:
         for u in units:
             if self.b.kill_after is not None and sum(self.b.executed.values()) >= self.b.kill_after:
                 raise Killed(f"killed before {u.stage} {u.tile.id}")
             self.b.executed[(u.tile.id, u.stage)] += 1
+            if (u.tile.id, u.stage) in self.b.failing:
+                report(TileOutcome(u.tile.id, u.stage, "failed", message="a bug"))
+                continue
             if (u.tile.id, u.stage) in self.b.too_big or (u.tile.level < self.b.split_levels.get(u.stage, 0)):
                 report(TileOutcome(u.tile.id, u.stage, "split", message="User memory limit exceeded."))
                 continue
@@ -69,6 +74,10 @@ class FakeExecutor:
             self.b.store[("product", u.tile.id, u.stage)] = value
             if u.stage == "train":
                 self.b.store[("work", u.tile.id, u.stage)] = value
+            if u.stage == "train" and self.b.work_files:  # local: predictions on disk; gee: the model asset
+                work = self.b.rd.work_dir(u.tile.id)
+                work.mkdir(parents=True, exist_ok=True)
+                (work / "pred.npy").write_text(value)
             report(TileOutcome(u.tile.id, u.stage, "done", {"product": {"sha256": value}}))
 
     def reduce(self, trained) -> Reduction:
@@ -82,14 +91,17 @@ class FakeExecutor:
 class FakeBackend:
     name = "fake"
 
-    def __init__(self, finish_stages=("finish",)) -> None:
+    def __init__(self, finish_stages=("finish",), work_files: bool = True) -> None:
         self.finish_stages = finish_stages
+        self.work_files = work_files
         self.store: dict[tuple[str, str, str], str] = {}
         self.executed: Counter = Counter()
         self.begun = 0
         self.kill_after: int | None = None
         self.sample_pixels = 100
         self.too_big: set[tuple[str, str]] = set()
+        self.failing: set[tuple[str, str]] = set()
+        self.rd: Any = None
         self.split_levels: dict[str, int] = {}
 
     @contextlib.contextmanager
@@ -154,22 +166,58 @@ def test_a_damaged_product_is_redone_and_only_it(ctx):
     b.store[("product", victim, "finish")] = "garbled"
     b.executed.clear()
     execute(ctx, backend=b)
-    assert dict(b.executed) == {(victim, "finish"): 1}
+    # the complete run's work files went with its merge: the victim's model is trained again first
+    assert dict(b.executed) == {(victim, "train"): 1, (victim, "finish"): 1}
 
 
 def test_lost_work_files_retrain_the_tile_before_its_finish(ctx):
     b = FakeBackend()
-    execute(ctx, backend=b)
+    b.kill_after = 1 + len(ctx.plan.tiles)  # the global pass and every train: killed before the first finish
+    with pytest.raises(Killed):
+        execute(ctx, backend=b)
     victim = ctx.plan.tiles[2].id
-    b.store[("product", victim, "finish")] = "garbled"
-    del b.store[("work", victim, "train")]
+    (b.rd.work_dir(victim) / "pred.npy").unlink()
+    b.kill_after = None
     b.executed.clear()
     execute(ctx, backend=b)
-    assert dict(b.executed) == {(victim, "train"): 1, (victim, "finish"): 1}
+    assert {k for k in b.executed if k[1] == "train"} == {(victim, "train")}
+    assert b.executed[(victim, "train")] == 1 and all(b.executed[(t.id, "finish")] == 1 for t in ctx.plan.tiles)
+
+
+def test_a_finished_tiles_work_files_go_at_once_and_a_resume_needs_them_not(ctx):
+    b = FakeBackend()
+    n = len(ctx.plan.tiles)
+    b.kill_after = 1 + n + 1 + 2  # the global pass, every train, the reduce and two finishes
+    with pytest.raises(Killed):
+        execute(ctx, backend=b)
+    kept = {t.id: b.rd.work_dir(t.id).exists() for t in ctx.plan.tiles}
+    finished = {k[0] for k in b.executed if k[1] == "finish"}
+    assert len(finished) == 2 and all(kept[t] == (t not in finished) for t in kept), kept
+    b.kill_after = None
+    b.executed.clear()
+    assert execute(ctx, backend=b).complete
+    assert sorted(k[1] for k in b.executed if isinstance(k, tuple)) == ["finish"] * (n - 2)  # no retraining
+    assert not (ctx.run_dir / "work").exists()
+
+
+def test_a_tile_failed_in_training_keeps_every_work_file_for_the_finishes_its_resume_redoes(ctx):
+    b = FakeBackend()
+    victim = ctx.plan.tiles[0].id
+    b.failing = {(victim, "train")}
+    assert not execute(ctx, backend=b).complete
+    trained = [t.id for t in ctx.plan.tiles if t.id != victim]
+    assert all(b.rd.work_dir(t).exists() for t in trained) and b.executed[(trained[0], "finish")] == 1
+    b.failing = set()
+    b.sample_pixels = 200  # the reduction of every tile differs from the one without the victim
+    b.executed.clear()
+    assert execute(ctx, backend=b).complete
+    assert b.executed[(victim, "train")] == 1 and not any(b.executed[(t, "train")] for t in trained)
+    assert all(b.executed[(t.id, "finish")] == 1 for t in ctx.plan.tiles)
+    assert not (ctx.run_dir / "work").exists()
 
 
 def test_a_changed_reduction_redoes_every_finish_but_no_training(ctx):
-    b = FakeBackend()
+    b = FakeBackend(work_files=False)  # Earth Engine: a finish reads the model asset (kept)
     execute(ctx, backend=b)
     with Ledger(ctx.run_dir / "ledger.sqlite") as ledger:  # the recorded reduction is gone: reduce again
         ledger.finish(GLOBAL, "reduce", ctx.params.science_hash(), status="pending")

@@ -98,7 +98,8 @@ def print_plan(ctx: RunContext) -> None:
                   f"pixel-bands (~{human_bytes(r['pixel_bands'] * 4)} transferred), "
                   f"~{human_hours(r['eecu_seconds_estimated'] / 3600)} EECU-h (estimated; interactive "
                   "requests report no usage), no batch task")
-    work = f" and up to ~{human_bytes(est.work_bytes)} of work files while it runs" if est.work_bytes else ""
+    work = (f", ~{human_bytes(est.work_bytes)} of work files while it runs (a tile's go when it is finished)"
+            if est.work_bytes else "")
     t.add_row("estimate", f"~{human_seconds(est.seconds)} wall, ~{human_bytes(est.bytes)} of outputs{work} ({basis})")
     t.add_row("run directory", str(ctx.run_dir))
     console.print(t)
@@ -155,7 +156,7 @@ def _guard_disk(ctx: RunContext, assume_yes: bool) -> None:
     est = estimate(ctx)
     root = Path(ctx.run_dir).absolute()
     held = sum(f.stat().st_size for f in root.rglob("*") if f.is_file()) if root.is_dir() else 0
-    need = est.bytes + est.work_bytes - held  # a resumed run has written part of it
+    need = est.peak_bytes - held  # a resumed run has written part of it
     free = shutil.disk_usage(existing_ancestor(root)).free
     if need <= free:
         return

@@ -97,6 +97,7 @@ class _Run:
     progress: Progress
     timings: dict[str, float]
     nodes: dict[str, Node] = field(default_factory=dict)  # every tile met: the plan's and split children
+    release_work: bool = False  # a finished tile's work files go at once (the reduction can no longer change)
     _checked: dict[tuple[str, str, bool, float], bool] = field(default_factory=dict)
 
     def _intact(self, unit: Unit, rec: StageRecord, work: bool = False) -> bool:
@@ -198,10 +199,20 @@ class _Run:
                 else:
                     stats = {**o.stats, **({"reduction": digest} if digest else {})}
                     self.log.finish(o.tile_id, o.stage, o.status, o.outputs, o.message, stats)
+                    if name == Stage.FINISH:
+                        self._release(unit.model_tile)
                 self.progress.tile(name, unit.label, o.status)
 
             self.ex.wave(units, reduction, report)
             units = children
+
+    def _release(self, model_tile: Tile) -> None:
+        """Delete a tile's work files once every finish stage of it is done, when the run's reduction
+        can no longer change (every tile trained): a run's work files then never all sit on disk beside
+        all its outputs. A later redo of such a tile's finish retrains it first (``tiles``)."""
+        if self.release_work and all(self._status(model_tile, s)[0] in (Status.DONE, Status.EMPTY)
+                                     for s in self.ex.finish_stages):
+            shutil.rmtree(self.rd.work_dir(model_tile.id), ignore_errors=True)
 
     def _split(self, unit: Unit, message: str) -> list[Unit]:
         """Record ``unit`` split into its children that meet the AOI (or failed, past the limits)."""
@@ -235,6 +246,10 @@ class _Run:
         trained = self._trained()
         if not trained:
             self._raise_no_tiles()
+        # a tile that failed in training and trains on resume changes the reduction, and every finish
+        # is then redone from its work files: they are kept until the merge of a complete run
+        self.release_work = not any(self._status(n.tile, Stage.TRAIN)[0] == Status.FAILED
+                                    for n in self.nodes.values() if n.parent is None)
         reduction = _timed(self.timings, "reduce", lambda: self.reduction(trained, retrained))
         digest = reduction.digest()  # a finish made with another reduction is redone
         units = self._finish_units(trained)

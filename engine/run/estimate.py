@@ -24,7 +24,13 @@ class Estimate:
     bytes: int
     ee_tasks: int
     ee_assets: int
-    work_bytes: int = 0  # local: work files on disk between the tile stages (deleted at the end)
+    work_bytes: int = 0  # local: work files between a tile's stages (each tile's deleted once it is finished)
+
+    @property
+    def peak_bytes(self) -> int:
+        """The most on disk at once: every work file at the end of training, or every output at the end
+        (a finished tile's outputs replace its work files; a run with failed tiles keeps them all)."""
+        return max(self.bytes, self.work_bytes)
 
 
 def ee_counts(ctx: RunContext) -> tuple[int, int]:
