@@ -30,6 +30,12 @@ WORKER_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THRE
               "MALLOC_TRIM_THRESHOLD_": str(8 << 20), "MALLOC_MMAP_THRESHOLD_": str(32 << 20)}
 
 
+# dask's developer logs (``distributed.admin.low-level-log-length``, 1000 by default) keep, per worker, the
+# last messages sent and the tasks received, each with its arguments: a tile task carries the run's
+# context and statistics (~0.2 MiB unpickled at a scene), so a scene's waves kept ~0.25 GiB of them alive
+# in the driver (its scheduler) and in each worker. A short log keeps the last few for debugging.
+DASK_LOG_LENGTH = 32
+
 # tasks submitted per worker thread: one running and one queued behind it, so a worker that ends a
 # task starts the next at once while the driver records the first
 IN_FLIGHT = 2
@@ -90,11 +96,14 @@ def open_client(scheduler: str | None, workers: int, memory_limit: str = "auto")
     # failure reaches the driver, which records it in the ledger and reports it
     key = "distributed.nanny.pre-spawn-environ"
     env = {**dask.config.get(key), **WORKER_ENV}
-    with dask.config.set({key: env}), _environ_restored(env), _workers_ignore_ctrl_c():
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
-                               memory_limit=memory_limit, silence_logs=logging.CRITICAL)
-    with cluster, Client(cluster) as client:
-        yield client
+    # the log length for the scheduler's streams (a restarted worker's too: set for the cluster's life)
+    # and the workers' (a nanny hands its worker the configuration it was made with)
+    with dask.config.set({"distributed.admin.low-level-log-length": DASK_LOG_LENGTH}):
+        with dask.config.set({key: env}), _environ_restored(env), _workers_ignore_ctrl_c():
+            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
+                                   memory_limit=memory_limit, silence_logs=logging.CRITICAL)
+        with cluster, Client(cluster) as client:
+            yield client
 
 
 @contextlib.contextmanager
