@@ -17,7 +17,7 @@ def _task(shared: list, tile: Tile) -> TileOutcome:
 
 def _alive() -> int:
     gc.collect()
-    return sum(1 for o in gc.get_objects() if type(o) is list and o[:1] == [MARK])
+    return sum(1 for o in gc.get_objects() if type(o) is list and len(o) == 2 and type(o[0]) is str and o[0] == MARK)
 
 
 def test_the_scheduler_keeps_no_more_than_a_short_log_of_the_tasks_arguments():
