@@ -248,8 +248,7 @@ class _Run:
             self._raise_no_tiles()
         # a tile that failed in training and trains on resume changes the reduction, and every finish
         # is then redone from its work files: they are kept until the merge of a complete run
-        self.release_work = not any(self._status(n.tile, Stage.TRAIN)[0] == Status.FAILED
-                                    for n in self.nodes.values() if n.parent is None)
+        self.release_work = not self._train_failures()
         reduction = _timed(self.timings, "reduce", lambda: self.reduction(trained, retrained))
         digest = reduction.digest()  # a finish made with another reduction is redone
         units = self._finish_units(trained)
@@ -271,9 +270,13 @@ class _Run:
     def _finish_units(self, trained: list[Tile]) -> list[Unit]:
         return [Unit(t, s, t) for t in trained for s in self.ex.finish_stages]
 
+    def _train_failures(self) -> list[tuple[str, str | None]]:
+        """(tile id, message) of every tile, split children included, that failed in training."""
+        return [(n.tile.id, r.message) for n in self.nodes.values()
+                if (r := self.log.get(n.tile.id, Stage.TRAIN)) is not None and r.status == Status.FAILED]
+
     def _raise_no_tiles(self) -> None:
-        failed = [(n.tile.id, r.message) for n in self.nodes.values()
-                  if (r := self.log.get(n.tile.id, Stage.TRAIN)) is not None and r.status == Status.FAILED]
+        failed = self._train_failures()
         if failed:
             tid, msg = failed[0]
             raise DataError(f"every tile failed in training ({len(failed)}), e.g. {tid}: {msg}")

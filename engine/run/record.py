@@ -63,7 +63,7 @@ def check_run_dir(rd: RunDir, ctx: RunContext) -> bool:
     if rd.root.exists() and not rd.root.is_dir():
         raise RunDirError(f"run directory {str(rd.root)!r} is a file; choose another --run-dir")
     if not rd.root.exists():  # it will be created: can it be?
-        parent = existing_ancestor(rd.root.absolute().parent)
+        parent = existing_ancestor(rd.root.parent)
         if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
             why = "is a file" if not parent.is_dir() else "is not writable"
             raise RunDirError(f"cannot create run directory {str(rd.root)!r}: {str(parent)!r} {why}; "
