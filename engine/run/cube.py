@@ -32,6 +32,10 @@ COMPRESSORS = {"float32": BloscCodec(cname="lz4", clevel=5, shuffle="shuffle"),
 TIME_VARS = {"filled": "float32", "mask": "uint8", "prediction": "float32", "observation": "float32",
              "smoothed": "float32", "vv": "float32", "vh": "float32"}
 FILL = {"float32": np.float32(np.nan), "uint8": np.uint8(255)}
+# Inner chunks (one date of a tile) zarr encodes per batch: its default of 1 spends about as long
+# scheduling each chunk as encoding it; 16 cut a 137-date 256 px tile's write from ~0.38 to ~0.32 s
+# (the bytes written are the same).
+WRITE_BATCH = 16
 
 
 def cube_extent(tiles: Sequence[Tile]) -> tuple[int, int, int, int]:
@@ -103,12 +107,13 @@ def write_tile(path: Path, tile: Tile, arrays: dict[str, np.ndarray], window: Wi
     variable's checksum of the data. The rest of the tile's own shards stays the fill value."""
     tys, txs = _region(path, tile)
     ys, xs = _region(path, window or tile)
-    root = zarr.open_group(path, mode="r+")
     sums = {}
-    for name, data in arrays.items():
-        _drop_covered_shards(path / name, root[name], tys, txs)
-        root[name][..., ys, xs] = data
-        sums[name] = digest(data)
+    with zarr.config.set({"codec_pipeline.batch_size": WRITE_BATCH}):  # read as each array opens
+        root = zarr.open_group(path, mode="r+")
+        for name, data in arrays.items():
+            _drop_covered_shards(path / name, root[name], tys, txs)
+            root[name][..., ys, xs] = data
+            sums[name] = digest(data)
     return sums
 
 
