@@ -58,7 +58,7 @@ class RunContext:
 def resolve_params_aoi(params: Parameters, aoi_spec: str | None, aoi_name: str | None) -> AOI:
     """The AOI from ``--aoi`` if given, else from the config's AOI_PATH / AOI_NAME."""
     crs = params.CRS
-    if aoi_spec:
+    if aoi_spec is not None:  # an empty --aoi is refused there, not read as "no --aoi"
         return resolve_aoi(aoi_spec, feature=aoi_name, crs=crs)
     if params.AOI_PATH:
         return from_file(Path(params.AOI_PATH), feature=aoi_name or params.AOI_NAME, crs=crs)

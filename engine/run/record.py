@@ -40,8 +40,12 @@ def run_description(ctx: RunContext) -> dict[str, Any]:
 
 
 def check_compatible(recorded: dict[str, Any], ctx: RunContext) -> None:
-    """Refuse to mix two different jobs in one run directory."""
+    """Refuse to mix two different jobs, or one job's products of two backends, in one run directory."""
     where = str(ctx.run_dir)
+    was, now = recorded.get("params", {}).get("BACKEND"), ctx.params.BACKEND
+    if was != now:  # an execution key, but each backend records its own kind of products (files, assets)
+        raise RunDirError(f"run directory {where!r} holds a {was} run and this command asks for the {now} backend; "
+                          f"use a new --run-dir (or --backend {was} to continue it)")
     if recorded.get("science_hash") != ctx.params.science_hash():
         changed = sorted(k for k, v in ctx.params.model_dump(mode="json").items()
                          if recorded.get("params", {}).get(k) != v)

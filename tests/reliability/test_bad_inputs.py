@@ -72,6 +72,8 @@ def _cases(ref: Path, aoi: Path, tmp: Path) -> list[tuple[str, list[str], str, P
         ("run: other config file, same run dir", run("--config", str(cfg_science)), "changed: SAR_WINDOW_DAYS", None),
         ("run: other AOI, same run dir", ["run", "--aoi", "145.80,-17.06,145.82,-17.04", *SHORT, "--tile-size",
                                           TILE_SIZE, "--run-dir", R, "--yes"], "another AOI", None),
+        ("run: other backend, same run dir", run("--backend", "gee", "--project", "p", "--ee-url", "http://127.0.0.1:9"),
+         "holds a local run and this command asks for the gee backend", None),
         ("run: other tile size, same run dir", ["run", "--aoi", str(aoi), *SHORT, "--tile-size", "256", "--run-dir", R,
                                                 "--yes"], "planned with other tiles", None),
         # the run directory itself
@@ -115,6 +117,7 @@ def _cases(ref: Path, aoi: Path, tmp: Path) -> list[tuple[str, list[str], str, P
         ("run: AOI file missing", ["run", "--aoi", str(tmp / "nope.gpkg"), *SHORT, "--run-dir", R, "--yes"],
          "does not exist", None),
         ("run: AOI file empty", ["run", "--aoi", str(empty_aoi), *SHORT, "--run-dir", str(new), "--yes"], "AOI", new),
+        ("run: empty --aoi", ["run", "--aoi", "", *SHORT, "--run-dir", str(new), "--yes"], "--aoi is empty", new),
         ("run: AOI feature missing", run("--aoi-name", "Paddock 99"), "no feature named 'Paddock 99'", None),
         # data source
         ("run: --source stac without catalog", run("--source", "stac"), "needs STAC_CATALOG", None),
