@@ -69,7 +69,10 @@ def resolve_params_aoi(params: Parameters, aoi_spec: str | None, aoi_name: str |
 
 
 def default_run_dir(params: Parameters, aoi: AOI) -> Path:
-    return Path("runs") / f"{aoi.slug}_{params.OPTICAL_MISSION}_{params.START_DATE:%Y%m%d}_{params.END_DATE:%Y%m%d}"
+    """runs/<aoi>_<mission>_<start>_<end>, with _gee for the gee backend: the same job on the two
+    backends gets two directories (one holds one backend's products)."""
+    job = f"{aoi.slug}_{params.OPTICAL_MISSION}_{params.START_DATE:%Y%m%d}_{params.END_DATE:%Y%m%d}"
+    return Path("runs") / (f"{job}_gee" if params.BACKEND == "gee" else job)
 
 
 def acquisition_tracks(mission: str, aoi: AOI) -> int:

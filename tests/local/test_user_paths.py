@@ -60,6 +60,20 @@ def test_plan_then_run_then_status_then_report_with_default_directories(run_cli,
     assert any(run_dir.glob("report*"))
 
 
+def test_the_same_job_on_the_other_backend_gets_its_own_default_directory(run_cli, square_aoi, in_tmp):
+    job = ["--aoi", str(square_aoi), *SHORT, "--tile-size", "256"]
+    assert run_cli("plan", *job)[0] == 0
+    code, out, err = run_cli("plan", *job, "--backend", "gee")
+    assert code == 0, err
+    [local, gee] = sorted((in_tmp / "runs").iterdir())
+    assert gee.name == f"{local.name}_gee"
+    # named explicitly, a run's directory refuses the other backend
+    code, out, err = run_cli("run", *job, "--yes", "-q")
+    assert code == 0, err
+    code, out, err = run_cli("plan", *job, "--backend", "gee", "--run-dir", str(local))
+    assert code == 2 and "holds a local run and this command asks for the gee backend" in err, err
+
+
 def test_a_bbox_west_of_greenwich_is_one_argument_and_keeps_its_signs(run_cli, in_tmp):
     code, out, err = run_cli("plan", "--aoi", "-122.5,37.6,-122.4,37.7")
     assert code == 0, err
