@@ -98,8 +98,8 @@ def print_plan(ctx: RunContext) -> None:
                   f"pixel-bands (~{human_bytes(r['pixel_bands'] * 4)} transferred), "
                   f"~{human_hours(r['eecu_seconds_estimated'] / 3600)} EECU-h (estimated; interactive "
                   "requests report no usage), no batch task")
-    work = (f", ~{human_bytes(est.work_bytes)} of work files while it runs (a tile's go when it is finished)"
-            if est.work_bytes else "")
+    work = (f", at most ~{human_bytes(est.peak_bytes)} on disk at once (with ~{human_bytes(est.work_bytes)} of work "
+            "files while it runs; a tile's go when it is finished)" if est.work_bytes else "")
     t.add_row("estimate", f"~{human_seconds(est.seconds)} wall, ~{human_bytes(est.bytes)} of outputs{work} ({basis})")
     t.add_row("run directory", str(ctx.run_dir))
     console.print(t)

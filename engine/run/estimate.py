@@ -12,8 +12,13 @@ LOCAL_SECONDS_PER_PIXEL_DATE = 6.0e-7
 # ``RunContext.ee_exports_per_tile`` tasks: the model, the outputs image (every product, computed once), the table.
 GEE_MINUTES_PER_TASK = 6.0
 # Local backend: stage A keeps, per pixel and paired date, the prediction and the observation
-# (float32) and the mask (uint8) for stage B; every tile's are on disk between the two stages.
+# (float32) and the mask (uint8) for stage B, uncompressed (.npy); a tile's go once it is finished.
 WORK_BYTES_PER_PIXEL_DATE = 9
+# The local cube's float32 variables on disk, as a fraction of their raw size (lz4 with byte shuffle):
+# a whole scene's cube measured 0.61 (prediction), 0.67 (filled) and 0.34 (observation, NaN where
+# cloudy) of the raw bytes of its AOI's pixels (benchmarks/RESULTS.md, "The scene within 2.5 GB");
+# the mask (uint8) is counted raw. Outside the AOI the chunks hold NaN, which costs next to nothing.
+CUBE_FLOAT_RATIO = 0.7
 
 
 @dataclass(frozen=True)
@@ -26,11 +31,14 @@ class Estimate:
     ee_assets: int
     work_bytes: int = 0  # local: work files between a tile's stages (each tile's deleted once it is finished)
 
+    train_bytes: int = 0  # local: what training writes besides the work files (models, gap layers)
+
     @property
     def peak_bytes(self) -> int:
-        """The most on disk at once: every work file at the end of training, or every output at the end
-        (a finished tile's outputs replace its work files; a run with failed tiles keeps them all)."""
-        return max(self.bytes, self.work_bytes)
+        """The most on disk at once: every work file and training output at the end of training, or every
+        output at the end (a finished tile's outputs replace its work files; a run with failed tiles keeps
+        them all)."""
+        return max(self.bytes, self.work_bytes + self.train_bytes)
 
 
 def ee_counts(ctx: RunContext) -> tuple[int, int]:
@@ -47,18 +55,17 @@ def estimate(ctx: RunContext) -> Estimate:
     plan, params = ctx.plan, ctx.params
     dates = plan.budget.dates
     pixels = plan.compute_pixels  # the tiles' cores cut to the AOI's bounding box: what is computed
-    # float32 per-date variables and 7 gap bands, 9-band model; the mask is uint8 in the local cube and
-    # float32 in the gee outputs image (one type for every band)
-    mask_bytes = 4 if params.BACKEND == "gee" else 1
-    per_pixel = dates * (4 * (len(ctx.variables) - 1) + mask_bytes) + 4 * (7 + 9)
+    floats = len(ctx.variables) - 1  # float32 per-date variables besides the mask
+    per_pixel = 4 * (7 + 9)  # 7 gap bands and the 9-band model, float32
     tasks, assets = ee_counts(ctx) if params.BACKEND == "gee" else (0, 0)
-    if params.BACKEND == "gee":
+    if params.BACKEND == "gee":  # one outputs image, every band float32 (the mask too), raw
         seconds = tasks * GEE_MINUTES_PER_TASK * 60 / params.MAX_RUNNING_EXPORTS
-    else:
-        workers = max(1, params.WORKERS)
-        seconds = pixels * dates * LOCAL_SECONDS_PER_PIXEL_DATE / workers
-    work = 0 if params.BACKEND == "gee" else pixels * dates * WORK_BYTES_PER_PIXEL_DATE
-    return Estimate(dates, pixels, seconds, pixels * per_pixel, tasks, assets, work)
+        return Estimate(dates, pixels, seconds, pixels * (dates * 4 * (floats + 1) + per_pixel), tasks, assets)
+    workers = max(1, params.WORKERS)
+    seconds = pixels * dates * LOCAL_SECONDS_PER_PIXEL_DATE / workers
+    cube = plan.aoi_pixels * dates * (4 * floats * CUBE_FLOAT_RATIO + 1)
+    return Estimate(dates, pixels, seconds, round(cube) + pixels * per_pixel, tasks, assets,
+                    work_bytes=pixels * dates * WORK_BYTES_PER_PIXEL_DATE, train_bytes=pixels * per_pixel)
 
 
 def human_seconds(s: float) -> str:
