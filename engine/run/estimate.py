@@ -30,7 +30,6 @@ class Estimate:
     ee_tasks: int
     ee_assets: int
     work_bytes: int = 0  # local: work files between a tile's stages (each tile's deleted once it is finished)
-
     train_bytes: int = 0  # local: what training writes besides the work files (models, gap layers)
 
     @property
