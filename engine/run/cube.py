@@ -33,8 +33,8 @@ TIME_VARS = {"filled": "float32", "mask": "uint8", "prediction": "float32", "obs
              "smoothed": "float32", "vv": "float32", "vh": "float32"}
 FILL = {"float32": np.float32(np.nan), "uint8": np.uint8(255)}
 # Inner chunks (one date of a tile) zarr encodes per batch: with its default of 1, most of a write is
-# zarr's per-chunk overhead; 16 cut a 137-date 256 px tile's write from ~0.38 to ~0.32 s (the bytes
-# written are the same).
+# zarr's per-chunk overhead; 16 cut a 137-date 256 px tile's cube writes from 0.40 to 0.35 s in
+# benchmarks.profile_steps (benchmarks/RESULTS.md), the bytes written the same.
 WRITE_BATCH = 16
 
 

@@ -2,6 +2,8 @@
 operating system (which, on a virtual machine, makes the next tile fault it in again, slowly)."""
 from __future__ import annotations
 
+import os
+
 from engine.backends.local.dask import open_client
 
 MIB = 2**20
@@ -9,7 +11,7 @@ MIB = 2**20
 
 def _resident() -> int:
     with open("/proc/self/statm") as fh:
-        return int(fh.read().split()[1]) * 4096
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
 def _allocate_and_free(n_bytes: int) -> tuple[int, int]:
