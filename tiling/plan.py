@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -37,9 +38,21 @@ class TilePlan:
         return int(round(self.aoi.area / self.grid.resolution**2))
 
     def compute_window(self, tile: Tile) -> Window | None:
-        """What the per-pixel steps compute of ``tile``: its core cut to the AOI's bounding window
-        (plus, when read, the halo); None when the tile misses that window."""
-        return Window.covering(self.aoi.bounds, self.grid.resolution).intersection(tile.window)
+        """What the per-pixel steps compute of ``tile``: its core cut to the bounding window of the
+        AOI's part of it (plus, when read, the halo); None when the AOI misses the core. Every grid
+        pixel whose centre lies in the AOI and the core is inside; the rest of the core is outside
+        the AOI, so its outputs are masked whatever is computed there."""
+        windows = self._compute_windows
+        return windows[tile.id] if tile.id in windows else self._cut(tile)  # a split child: not cached
+
+    @functools.cached_property
+    def _compute_windows(self) -> dict[str, Window | None]:
+        parts = shapely.intersection(np.array([t.core for t in self.tiles], dtype=object), self.aoi)
+        return {t.id: self._cut(t, part) for t, part in zip(self.tiles, parts)}
+
+    def _cut(self, tile: Tile, part: BaseGeometry | None = None) -> Window | None:
+        part = self.aoi.intersection(tile.core) if part is None else part
+        return None if part.is_empty else Window.covering(part.bounds, self.grid.resolution).intersection(tile.window)
 
     @property
     def compute_pixels(self) -> int:

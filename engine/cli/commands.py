@@ -67,7 +67,7 @@ def print_plan(ctx: RunContext) -> None:
     t.add_row("grid", f"{s['crs']}, {s['resolution_m']:g} m pixels, fixed origin")
     t.add_row("tiles", f"{s['tiles']:,} of {s['tile_size_px']} px ({s['tile_size_km']:g} km, {s['tile_size_source']}), "
               f"halo {s['halo_px']} px, {s['tile_pixels']:,} px in all, {s['compute_pixels']:,} px computed "
-              "(the tiles cut to the AOI's bounding box)")
+              "(each tile's core cut to the AOI's part of it)")
     t.add_row("dates", f"~{s['dates_estimate']} optical dates (the revisit of every track that sees the AOI; the catalog decides)")
     whose = "a dask worker's, its own included" if p.BACKEND == "local" else "Earth Engine's computation"
     t.add_row("tile memory", f"{human_bytes(s['tile_bytes'])} per tile of {human_bytes(s['budget_bytes'])} budget "

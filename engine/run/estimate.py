@@ -53,7 +53,7 @@ def ee_counts(ctx: RunContext) -> tuple[int, int]:
 def estimate(ctx: RunContext) -> Estimate:
     plan, params = ctx.plan, ctx.params
     dates = plan.budget.dates
-    pixels = plan.compute_pixels  # the tiles' cores cut to the AOI's bounding box: what is computed
+    pixels = plan.compute_pixels  # the tiles' cores cut to the AOI's part of them: what is computed
     floats = len(ctx.variables) - 1  # float32 per-date variables besides the mask
     per_pixel = 4 * (7 + 9)  # 7 gap bands and the 9-band model, float32
     tasks, assets = ee_counts(ctx) if params.BACKEND == "gee" else (0, 0)

@@ -6,7 +6,6 @@ import pytest
 
 from engine.errors import EarthEngineError, MemoryLimitError, TransientError
 from engine.backends.gee.api import classify
-from engine.backends.gee.exports import export_window
 from engine.backends.gee.naming import Names, request_id
 from engine.backends.gee.reduce import lattice_grid
 from tiling.grid import GridSpec, Tile
@@ -86,11 +85,6 @@ def test_statistics_lattice_grid_holds_the_local_lattice_points():
         cy = a["translateY"] + a["scaleY"] * (np.arange(dims["height"]) + 0.5)
         np.testing.assert_allclose(cx, (np.unique(key[:, 1]) + 0.5) * 30.0)
         np.testing.assert_allclose(cy, -(np.unique(key[:, 0]) + 0.5) * 30.0)
-
-
-def test_export_window_is_cut_to_the_aoi_bounds():
-    assert export_window((0, 0, 100, 100), (300.0, -1500.0, 1500.0, -600.0), 30.0) == (10, 20, 40, 30)
-    assert export_window((0, 0, 100, 100), (6000.0, -9000.0, 7000.0, -8000.0), 30.0) is None
 
 
 # --- a tile's stage-B layout (tiling.ee_layout) and the planning figures that count it ---------------

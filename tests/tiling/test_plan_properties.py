@@ -1,6 +1,7 @@
 """Property tests of the tile planner over random AOIs (polygons, holes, multipolygons, slivers)."""
 from __future__ import annotations
 
+import numpy as np
 import shapely
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -8,7 +9,7 @@ from shapely import affinity
 from shapely.geometry import MultiPolygon, Point, Polygon
 
 from tiling.budget import Budget
-from tiling.grid import GridSpec, Tile
+from tiling.grid import GridSpec, Tile, Window
 from tiling.plan import plan_tiles
 
 X0, Y0 = 500_000.0, 6_100_000.0  # a southern-hemisphere UTM neighbourhood
@@ -130,3 +131,40 @@ def test_multipolygon_parts_far_apart_give_no_tiles_between():
     b = shapely.box(X0 + 100_000, Y0, X0 + 100_100, Y0 + 100)
     plan = plan_tiles(MultiPolygon([a, b]), 32755, 30.0, Budget(10, 2**40), tile_size=64)
     assert 2 <= len(plan.tiles) <= 8
+
+
+@SETTINGS
+@given(aoi=aois(), size=sizes, res=resolutions)
+def test_compute_windows_hold_every_aoi_pixel_and_little_else(aoi, size, res):
+    """A tile's compute window holds every pixel of its core whose centre is in the AOI (the engine's
+    'in the AOI'), lies in the core, and is the bounding window of the AOI's part of the core: never
+    more than the core cut to the AOI's bounding box."""
+    plan = plan_tiles(aoi, 32755, res, Budget(dates=10, max_bytes=2**40), tile_size=size)
+    shapely.prepare(aoi)
+    aoi_box = Window.covering(aoi.bounds, res)
+    for tile in plan.tiles:
+        col, row, w, h = tile.window
+        cols, rows = np.meshgrid(np.arange(col, col + w), np.arange(row, row + h))
+        inside = shapely.contains_xy(aoi, (cols + 0.5) * res, -(rows + 0.5) * res)
+        window = plan.compute_window(tile)
+        if window is None:
+            assert not inside.any()
+            continue
+        assert window.intersection(tile.window) == window
+        wc, wr, ww, wh = window
+        in_window = (cols >= wc) & (cols < wc + ww) & (rows >= wr) & (rows < wr + wh)
+        assert not (inside & ~in_window).any()
+        assert window.intersection(aoi_box) == window
+        assert window == Window.covering(aoi.intersection(tile.core).bounds, res).intersection(tile.window)
+
+
+def test_a_diagonal_aoi_computes_little_beyond_its_own_pixels():
+    """A triangle over 8 x 8 tiles of 64 px: its tiles cut to its bounding box hold 1.24 times its
+    pixels (the tiles along the diagonal, whole); its compute windows, under 1.1 times."""
+    side = 8 * 64 * 30.0
+    tri = Polygon([(X0, Y0), (X0 + side, Y0), (X0, Y0 + side)])
+    plan = plan_tiles(tri, 32755, 30.0, Budget(dates=10, max_bytes=2**40), tile_size=64)
+    box = Window.covering(tri.bounds, 30.0)
+    bbox_cut = sum(w.width * w.height for t in plan.tiles if (w := box.intersection(t.window)) is not None)
+    assert bbox_cut > 1.2 * plan.aoi_pixels
+    assert plan.aoi_pixels <= plan.compute_pixels < 1.1 * plan.aoi_pixels

@@ -24,7 +24,7 @@ import ee
 from engine.backends.gee import expressions as X
 from engine.backends.gee.api import EEApi, RetryPolicy
 from engine.backends.gee.dispatch import Dispatcher, Job, Outcome
-from engine.backends.gee.exports import ENGINE_TAG, image_body, model_window, table_body, tile_window, uri
+from engine.backends.gee.exports import ENGINE_TAG, image_body, model_window, table_body, uri
 from engine.backends.gee.global_pass import donor_day, global_pass
 from engine.backends.gee.manifest import gee_part
 from engine.backends.gee.naming import Names, description
@@ -168,8 +168,13 @@ class GeeExecutor:
                 return part.key(self.variables, self.ids)
         return "table"
 
-    def _window(self, tile: Tile):
-        return tile_window(tile, self.spec, self.ctx.plan.aoi.bounds)
+    def _window(self, tile: Tile) -> Window | None:
+        return self.ctx.plan.compute_window(tile)
+
+    def _model_window(self, tile: Tile) -> Window:
+        window = self._window(tile)
+        assert window is not None, tile.id  # wave() reports a tile without one as empty
+        return model_window(window)
 
     # --- waves ---
     def wave(self, units: list[Unit], reduction: Reduction | None, report: Report) -> None:
@@ -181,7 +186,7 @@ class GeeExecutor:
         jobs = []
         for u in units:
             if self._window(u.tile) is None:
-                report(TileOutcome(u.tile.id, u.stage, Status.EMPTY, message="outside the AOI's bounds"))
+                report(TileOutcome(u.tile.id, u.stage, Status.EMPTY, message="the AOI misses the tile's core"))
                 continue
             job = self._train_job(u, report) if train else self._finish_job(u, report)
             if job is not None:
@@ -242,7 +247,7 @@ class GeeExecutor:
             overwrite = True  # the engine's model of another configuration: replaced
             log.info("tile %s: replacing model %s (science hash %s, now %s)", tile.id, asset,
                      props.get("science_hash"), self.h)
-        window = model_window(tile, self.spec, self.ctx.plan.aoi.bounds)
+        window = self._model_window(tile)
         return Job(tile.id, Stage.TRAIN.value, "image", tile=tile, model_tile=tile, destination={"asset": asset},
                    overwrite=overwrite, pixel_dates=_area(window) * len(self.ids))
 
@@ -254,7 +259,7 @@ class GeeExecutor:
         props = {"engine": ENGINE_TAG, "science_hash": self.h, "tile_id": tile.id, "stage": "train",
                  "bands": ",".join(X.COEF_BANDS)}
         # [fix] SAMPLE pyramiding: a coarser read of a model must not average coefficients
-        return image_body(image, model_window(tile, self.spec, self.ctx.plan.aoi.bounds), self.spec,
+        return image_body(image, self._model_window(tile), self.spec,
                           description("train", tile.id), job.destination, job.overwrite, props,
                           pyramiding={b: "SAMPLE" for b in X.COEF_BANDS})
 

@@ -11,28 +11,17 @@ from typing import Any
 import ee
 
 from engine.backends.gee import expressions as X
-from tiling.grid import Tile, Window
+from tiling.grid import Window
 
 ENGINE_TAG = "sar-infill"
 NODATA = -9999.0  # GeoTIFF no-data value of file exports (every band is float32)
 MODEL_MARGIN = 1  # model pixels beyond the tile core: the final 3 x 3 focal median reads them
 
 
-def export_window(tile_window: tuple[int, int, int, int], aoi_bounds: tuple[float, float, float, float],
-                  resolution: float) -> Window | None:
-    """The tile's core window cut to the AOI's bounding box (whole pixels), or None if empty."""
-    return Window.covering(aoi_bounds, resolution).intersection(tile_window)
-
-
-def tile_window(tile: Tile, spec: X.Spec, aoi_bounds: tuple[float, float, float, float]) -> Window | None:
-    return export_window(tile.window, aoi_bounds, spec.resolution)
-
-
-def model_window(tile: Tile, spec: X.Spec, aoi_bounds: tuple[float, float, float, float]) -> Window | None:
-    """The tile's export window grown by :data:`MODEL_MARGIN` pixels (and the AOI's window with it):
-    [fix] a model of the core only leaves the final focal median a masked ring at core edges."""
-    aoi = Window.covering(aoi_bounds, spec.resolution).grown(MODEL_MARGIN)
-    return aoi.intersection(tile.window.grown(MODEL_MARGIN))
+def model_window(window: Window) -> Window:
+    """A tile's export window (the plan's compute window) grown by :data:`MODEL_MARGIN` pixels: [fix] a
+    model of the core only leaves the final focal median a masked ring at core edges."""
+    return window.grown(MODEL_MARGIN)
 
 
 def _grid_expression(image: ee.Image, window: tuple[int, int, int, int], spec: X.Spec) -> Any:

@@ -24,7 +24,6 @@ from engine.errors import DataError, EarthEngineError, MemoryLimitError
 from engine.sources.base import make_id
 from engine.backends.gee import expressions as X
 from engine.backends.gee.api import EEApi
-from engine.backends.gee.exports import export_window
 
 log = logging.getLogger(__name__)
 
@@ -99,8 +98,7 @@ def global_pass(ctx: RunContext, api: EEApi, spec: X.Spec) -> GlobalStats:
         raise DataError(f"no {p.OPTICAL_MISSION} images over {ctx.aoi.name} between {p.START_DATE} and "
                         f"{p.END_DATE} in Earth Engine; extend the period or check the AOI")
     log.info("global pass: %d daily %s images, %d S1 scenes", len(days), p.OPTICAL_MISSION, len(sar))
-    bounds = ctx.plan.aoi.bounds
-    windows = [w for w in (export_window(t.window, bounds, spec.resolution) for t in ctx.plan.tiles) if w]
+    windows = [w for w in map(ctx.plan.compute_window, ctx.plan.tiles) if w is not None]
     stats = image_stats(api, spec, days, windows, p.MAX_INTERACTIVE_REQUESTS)
     images = pd.DataFrame({"id": [make_id(p.OPTICAL_MISSION, int(d)) for d in days], "time": day_time(days),
                            "day": np.asarray(days, dtype="int64")})

@@ -25,9 +25,8 @@ from engine.run.context import RunContext
 from engine.errors import MemoryLimitError
 from engine.backends.gee import expressions as X
 from engine.backends.gee.api import EEApi
-from engine.backends.gee.exports import export_window
 from engine.backends.gee.global_pass import all_days, donor_day
-from tiling.grid import Tile
+from tiling.grid import Tile, Window
 
 log = logging.getLogger(__name__)
 
@@ -48,13 +47,12 @@ def lattice_grid(spec: X.Spec, window: tuple[int, int, int, int], step: int) -> 
 
 
 def tile_samples(api: EEApi, spec: X.Spec, stats: GlobalStats, tile: Tile, model_asset: str,
-                 rows: list[dict[str, Any]], aoi_bounds: tuple[float, float, float, float]) -> dict[str, np.ndarray]:
+                 rows: list[dict[str, Any]], window: Window | None) -> dict[str, np.ndarray]:
     """One tile's rows of the statistics sample (as the local backend's ``sample.npz``), computed
     by ``computePixels`` on the lattice points of its core, from the tile's own model.
 
     One request holds every paired date; "User memory limit exceeded" halves the dates per
     request (each date's bands are independent) until one date alone is too big."""
-    window = export_window(tile.window, aoi_bounds, spec.resolution)  # the core cut to the AOI's bounds
     grid, key = lattice_grid(spec, window or (tile.window[0], tile.window[1], 0, 0), stats.sample_step)
     n = len(rows)
     if key.shape[0] == 0:
@@ -99,10 +97,10 @@ def reduce_models(ctx: RunContext, api: EEApi, spec: X.Spec, stats: GlobalStats,
     """The global reduce from the statistics sample, gathered tile by tile (one interactive request
     per tile, each bounded by the tile's size) and reduced exactly as the local backend does."""
     rows = X.image_rows(stats.paired, donor_day(stats))
-    bounds = ctx.plan.aoi.bounds
     workers = max(1, min(ctx.params.MAX_INTERACTIVE_REQUESTS, len(trained)))
     with ThreadPoolExecutor(max_workers=workers) as pool:  # the client's interactive cap still holds
-        parts = list(pool.map(lambda ta: tile_samples(api, spec, stats, ta[0], ta[1], rows, bounds), trained))
+        parts = list(pool.map(lambda ta: tile_samples(api, spec, stats, ta[0], ta[1], rows,
+                                                      ctx.plan.compute_window(ta[0])), trained))
     data = {k: np.concatenate([p[k] for p in parts]) for k in ("pred", "obs", "mask", "key")}
     order = np.lexsort((data["key"][:, 1], data["key"][:, 0]))
     red = reduce_from_samples(ctx, stats, data["pred"][order], data["obs"][order], data["mask"][order])

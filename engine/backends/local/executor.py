@@ -17,7 +17,7 @@ from engine.run.stages import GlobalStats, Node, Reduction, Report, TileOutcome,
 from engine.run.verify import verified
 from engine.science.gaps import GAP_BANDS
 from engine.science.skill import SkillAccumulator
-from tiling.grid import Tile
+from tiling.grid import Tile, Window
 
 if TYPE_CHECKING:
     from engine.backends.local import LocalBackend
@@ -64,7 +64,17 @@ class LocalExecutor:
                         variables, attrs)
 
     def intact(self, unit: Unit, rec: StageRecord, work: bool = False) -> bool:
-        return verified(self.rd, unit.tile, rec.outputs, work=work)
+        """The recorded outputs match their checksums and were computed on the tile's compute window
+        (a stage recorded on another window, e.g. by an engine that cut tiles otherwise, is redone)."""
+        return self._same_window(unit.tile, rec) and verified(self.rd, unit.tile, rec.outputs, work=work)
+
+    def _same_window(self, tile: Tile, rec: StageRecord) -> bool:
+        plan = self.ctx.plan
+        window = plan.compute_window(tile)
+        # outputs recorded without a window: the engine of 2026-12-07 computed the core cut to the AOI's bounds
+        legacy = Window.covering(plan.aoi.bounds, plan.grid.resolution).intersection(tile.window)
+        return all(tuple(o.get("window") or legacy or ()) == tuple(window or ())
+                   for o in rec.outputs.values() if isinstance(o, dict) and ("path" in o or "cube" in o))
 
     def wave(self, units: list[Unit], reduction: Reduction | None, report: Report) -> None:
         stage = units[0].stage if units else Stage.TRAIN

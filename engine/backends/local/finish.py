@@ -39,20 +39,19 @@ def keep_inside(a: np.ndarray, inside: np.ndarray) -> np.ndarray:
 
 
 @numba.njit(cache=True)
-def _clear_errors(obs, mask, pred, inside, err):
-    """err <- |obs - pred| on one date's clear AOI pixels with both values finite, else 0; returns
-    their count."""
+def _clear_errors(obs, mask, pred, inside):
+    """The count and sum of |obs - pred| on one date's clear AOI pixels with both values finite: a
+    float64 running sum in row-major order, so the figures do not depend on the window around them."""
     n = 0
+    total = 0.0
     for y in range(obs.shape[0]):
         for x in range(obs.shape[1]):
             o = obs[y, x]
             q = pred[y, x]
             if mask[y, x] == 0 and inside[y, x] and abs(o) < np.inf and abs(q) < np.inf:
-                err[y, x] = abs(o - q)
+                total += abs(np.float64(o) - np.float64(q))
                 n += 1
-            else:
-                err[y, x] = 0.0
-    return n
+    return n, total
 
 
 @dataclass
@@ -92,11 +91,11 @@ def finish_products(params: Parameters, stats: GlobalStats, reduction: Reduction
     obs, mask, calibrated, smoothed = (a[core] for a in (obs, mask, calibrated, smoothed))
 
     # Per-image MAE sums on clear pixels (AOI-wide MAE = sum / n over all tiles), a date at a time.
-    err = np.empty(obs.shape[1:], np.float32)
     mae: dict[str, list] = {"sum": [], "n": []}
     for t in range(obs.shape[0]):
-        mae["n"].append(int(_clear_errors(obs[t], mask[t], calibrated[t], inside, err)))
-        mae["sum"].append(float(err.sum()))
+        n, total = _clear_errors(obs[t], mask[t], calibrated[t], inside)
+        mae["n"].append(int(n))
+        mae["sum"].append(float(total))
     sel = skill_pixels(window, stats, inside)
     skill = score(obs[:, sel], mask[:, sel], calibrated[:, sel], filled[:, sel], labels, days, truth)
 
@@ -136,7 +135,7 @@ def skill_truth(source: Source, grid: GridSpec, window: Window, stats: GlobalSta
 def finish_tile(ctx: RunContext, tile: Tile, stats: GlobalStats, reduction: Reduction, source: Source) -> TileOutcome:
     """Stage B of one tile: read stage A's arrays (and the synthetic truth), compute
     (``finish_products``), write (``TileSink``)."""
-    window = ctx.plan.compute_window(tile)  # a trained tile meets the AOI's bounding box
+    window = ctx.plan.compute_window(tile)  # a trained tile holds AOI pixels
     sink = TileSink(RunDir(ctx.run_dir), tile, window)
     pred, obs, mask = sink.load("pred", "obs", "mask")
     gbox = tile.grid.geobox(*window)

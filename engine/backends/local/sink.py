@@ -25,7 +25,8 @@ class TileSink:
         self.work = rd.work_dir(tile.id)
 
     def _entry(self, path, work: bool = False) -> dict[str, Any]:
-        return {"path": str(path.relative_to(self.rd.root)), "sha256": sha256_file(path), **({"work": True} if work else {})}
+        return {"path": str(path.relative_to(self.rd.root)), "sha256": sha256_file(path), "window": list(self.window),
+                **({"work": True} if work else {})}
 
     def model(self, coef: np.ndarray) -> Outputs:
         """The 9-band coefficient image of the compute window as a COG (saved before it is used)."""

@@ -120,11 +120,11 @@ def train_products(params: Parameters, stats: GlobalStats, window: Window, halo:
 
 def train_tile(ctx: RunContext, tile: Tile, stats: GlobalStats, source: Source) -> TileOutcome:
     """Stage A of one tile: read, compute (``train_products``), write (``TileSink``). Only the tile's
-    compute window (its core cut to the AOI's bounding window) is read and computed."""
+    compute window (its core cut to the bounding window of the AOI's part of it) is read and computed."""
     p, halo = ctx.params, tile.grid.halo
     window = ctx.plan.compute_window(tile)
     if window is None:
-        return TileOutcome(tile.id, "train", "empty", message="the tile misses the AOI's bounding box")
+        return TileOutcome(tile.id, "train", "empty", message="the AOI misses the tile's core")
     hgbox = tile.grid.geobox(*window.grown(halo))
     inside_h = inside_mask(hgbox, ctx.plan.aoi)
     core = (slice(halo, -halo), slice(halo, -halo))
