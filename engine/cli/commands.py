@@ -86,8 +86,8 @@ def print_plan(ctx: RunContext) -> None:
         t.add_row("Earth Engine", f"none (local backend); as gee: {ee_tasks:,} tasks ({per_tile}), {ee_assets:,} "
                   f"assets of the {s['ee_asset_quota']:,} quota")
     basis = (f"rough: {GEE_MINUTES_PER_TASK:g} min per batch task; Earth Engine's load decides" if p.BACKEND == "gee" else
-             "rough: per pixel-date cost measured by benchmarks/area_scaling.py on the machine of "
-             "benchmarks/RESULTS.md; machines differ up to 2x")
+             "rough: a fixed cost and a cost per pixel-date measured by benchmarks/scene.py (benchmarks/RESULTS.md); "
+             "machines differ up to 2x; the first run also compiles the kernels, about 40 s")
     t.add_row("Earth Engine compute", eecu_row(ctx, eecu_outlook(ctx)))
     if p.BACKEND == "local" and p.DATA_SOURCE == "ee":
         from engine.backends.gee.source import planned_reads

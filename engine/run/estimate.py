@@ -5,9 +5,14 @@ from dataclasses import dataclass
 
 from engine.run.context import RunContext
 
-# Local backend cost per (pixel x optical date), seconds, on one core of the reference machine,
-# all stages included. Measured with benchmarks/area_scaling.py (see benchmarks/RESULTS.md).
-LOCAL_SECONDS_PER_PIXEL_DATE = 6.0e-7
+# Local backend: a run's wall time is LOCAL_FIXED_SECONDS (the cluster's start, the catalogs, the
+# reduce and merge) plus LOCAL_SECONDS_PER_PIXEL_DATE per computed pixel and planned date on one core,
+# all stages included. Fitted to two runs of `python -m benchmarks.scene` in the same hour
+# (benchmarks/RESULTS.md, "Compute windows cut to the AOI's part of each tile"): the scene, 985.5 s for
+# 4.94e9 pixel-dates, and the 1,000 km2 square, 20.65 s for 5.1e7, on 2 workers (kernel ~0.42 Mpx/s
+# per core; machines differ up to 2x).
+LOCAL_SECONDS_PER_PIXEL_DATE = 4.0e-7
+LOCAL_FIXED_SECONDS = 10.0
 # Earth Engine: rough minutes per batch task of a budget-sized tile (unconfirmed; depends on load). A tile is
 # ``RunContext.ee_exports_per_tile`` tasks: the model, the outputs image (every product, computed once), the table.
 GEE_MINUTES_PER_TASK = 6.0
@@ -61,7 +66,7 @@ def estimate(ctx: RunContext) -> Estimate:
         seconds = tasks * GEE_MINUTES_PER_TASK * 60 / params.MAX_RUNNING_EXPORTS
         return Estimate(dates, pixels, seconds, pixels * (dates * 4 * (floats + 1) + per_pixel), tasks, assets)
     workers = max(1, params.WORKERS)
-    seconds = pixels * dates * LOCAL_SECONDS_PER_PIXEL_DATE / workers
+    seconds = LOCAL_FIXED_SECONDS + pixels * dates * LOCAL_SECONDS_PER_PIXEL_DATE / workers
     cube = plan.aoi_pixels * dates * (4 * floats * CUBE_FLOAT_RATIO + 1)
     return Estimate(dates, pixels, seconds, round(cube) + pixels * per_pixel, tasks, assets,
                     work_bytes=pixels * dates * WORK_BYTES_PER_PIXEL_DATE, train_bytes=pixels * per_pixel)
