@@ -158,7 +158,7 @@ def test_statistics_sample_splits_its_dates_on_a_memory_error(standin):
     from engine.errors import MemoryLimitError
     from engine.backends.gee.api import EEApi
     from engine.backends.gee.reduce import tile_samples
-    from tiling.grid import GridSpec, Tile
+    from tiling.grid import GridSpec, Tile, Window
 
     class OneDatePerRequest(EEApi):
         dates: list[int] = []
@@ -175,10 +175,10 @@ def test_statistics_sample_splits_its_dates_on_a_memory_error(standin):
     stats = GlobalStats(images=images, sar=pd.DataFrame(), donor_id=None, sample_step=3, skill_step=1)
     tile = Tile(GridSpec(32755, RES, 48), COL // 48, ROW // 48)  # holds the square (cut to it)
     model = ee.Image.constant([0.5] + [0.01] * 8).rename(list(X.COEF_BANDS))
-    bounds = (X0, Y0, X0 + SIZE, Y0 + SIZE)
-    whole = tile_samples(EEApi(DEFAULT_PROJECT), SPEC, stats, tile, model, rows, bounds)
+    window = Window.covering((X0, Y0, X0 + SIZE, Y0 + SIZE), RES).intersection(tile.window)
+    whole = tile_samples(EEApi(DEFAULT_PROJECT), SPEC, stats, tile, model, rows, window)
     api = OneDatePerRequest(DEFAULT_PROJECT)
-    split = tile_samples(api, SPEC, stats, tile, model, rows, bounds)
+    split = tile_samples(api, SPEC, stats, tile, model, rows, window)
     assert api.dates == [3, 1, 2, 1, 1]
     assert whole["pred"].shape[1] == 3 and whole["pred"].shape[0] >= 36 and np.isfinite(whole["obs"]).any()
     for k in whole:
