@@ -19,7 +19,7 @@ def _record(outputs: dict) -> StageRecord:
 
 
 def test_a_stage_recorded_on_another_window_is_not_intact(tmp_path):
-    tri = Polygon([(X0, Y0), (X0 + 12_000, Y0), (X0, Y0 + 12_000)])  # 10 m grid: about 3 x 3 tiles of 512 px
+    tri = Polygon([(X0, Y0), (X0 + 12_000, Y0), (X0, Y0 + 12_000)])  # 10 m grid: about 5 x 5 tiles of 256 px
     ctx = build_context(None, {"RUN_DIR": str(tmp_path / "run"), "TILE_SIZE": 256},
                         str(write_aoi(tmp_path / "tri.geojson", tri)))
     ex = LocalExecutor(None, ctx, None)  # type: ignore[arg-type]
