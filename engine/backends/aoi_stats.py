@@ -27,7 +27,7 @@ def quantise(values: np.ndarray) -> np.ndarray:
     return np.where(np.isfinite(v), np.sign(v) * np.floor(np.abs(v) + 0.5), 0).astype(np.int64)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _flag_counts(valid, cloudy, inside, out_valid, out_cloudy):
     for t in range(valid.shape[0]):
         nv = 0
@@ -40,7 +40,7 @@ def _flag_counts(valid, cloudy, inside, out_valid, out_cloudy):
         out_cloudy[t] += nc
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _quantised_sum(plane, inside):
     total = 0
     n = 0

@@ -10,7 +10,7 @@ from engine.science.neighbourhood import median3_window
 __all__ = ["fill"]
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _fill_kernel(obs, mask, cal, keep_clear, crop, out):
     n, h, w = obs.shape
     chosen = np.empty((h, w), dtype=np.float32)

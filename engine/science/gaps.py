@@ -10,7 +10,7 @@ __all__ = ["GAP_BANDS", "gap_statistics"]
 GAP_BANDS = ("clear_count", "gap_mean", "gap_median", "gap_p90", "gap_max", "lead_gap", "trail_gap")
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True, inline="always", error_model="numpy")
 def _percentile_linear(g: np.ndarray, m: int, q: float) -> float:
     """numpy's 'linear' percentile of the sorted g[:m] (same lerp, so results match bit for bit)."""
     virtual = q * (m - 1)
@@ -26,7 +26,7 @@ def _percentile_linear(g: np.ndarray, m: int, q: float) -> float:
     return a + diff * t
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _gap_kernel(clear: np.ndarray, days: np.ndarray, start: int, end: int, out: np.ndarray) -> None:
     n_t, n_p = clear.shape
     gaps = np.empty(max(n_t, 1), dtype=np.float64)

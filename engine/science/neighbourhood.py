@@ -22,7 +22,7 @@ def _as_planes(a: np.ndarray) -> tuple[np.ndarray, np.dtype]:
     return planes, dtype
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True, inline="always", error_model="numpy")
 def _sort3(a: float, b: float, c: float) -> tuple[float, float, float]:
     if a > b:
         a, b = b, a
@@ -33,7 +33,7 @@ def _sort3(a: float, b: float, c: float) -> tuple[float, float, float]:
     return a, b, c
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True, inline="always", error_model="numpy")
 def _cmpswap(b: np.ndarray, i: int, j: int) -> None:
     x = b[i]
     y = b[j]
@@ -41,7 +41,7 @@ def _cmpswap(b: np.ndarray, i: int, j: int) -> None:
     b[j] = max(x, y)
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True, inline="always", error_model="numpy")
 def _sort9(b: np.ndarray) -> None:
     """Sort b[0:9] in place with an optimal 25-comparator network (Knuth, TAOCP 5.3.4)."""
     _cmpswap(b, 0, 3)
@@ -71,7 +71,7 @@ def _sort9(b: np.ndarray) -> None:
     _cmpswap(b, 5, 6)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def median3_window(a, oy, h, o, r0, c0):
     """o[y, x] <- the NaN-aware 3 x 3 median at pixel (r0 + y, c0 + x) of a plane of ``h`` rows and
     ``a.shape[1]`` columns whose rows ``oy .. oy + a.shape[0]`` ``a`` holds (every row the window
@@ -127,7 +127,7 @@ def median3_window(a, oy, h, o, r0, c0):
                 o[y, x] = 0.5 * (buf[n // 2 - 1] + buf[n // 2])
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _focal_median3_kernel(src: np.ndarray, out: np.ndarray) -> None:
     for p in range(src.shape[0]):
         median3_window(src[p], 0, src.shape[1], out[p], 0, 0)
@@ -157,7 +157,7 @@ def focal_median3(a: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     return res.reshape(np.shape(a)) if out is None else out
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def box_mean_rows(a, radius, ya, yb, out):
     """out[y - ya, x] <- the NaN-aware (2r+1)^2 box mean of the plane ``a`` for rows ya .. yb - 1.
     Column sums are cumulative from the plane's first row whatever ``ya``, so any row range gets
@@ -201,7 +201,7 @@ def box_mean_rows(a, radius, ya, yb, out):
                 out[y - ya, x] = np.nan
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _box_mean_kernel(src: np.ndarray, radius: int, out: np.ndarray) -> None:
     for p in range(src.shape[0]):
         box_mean_rows(src[p], radius, 0, src.shape[1], out[p])

@@ -54,7 +54,7 @@ def _mode(mission: str) -> int:
     return _MODE[key]
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True, inline="always", error_model="numpy")
 def _qa_flags(mode, value):
     """(cloudy, valid) of one QA value (``cloud_mask``'s rules); NaN is invalid."""
     q = np.float64(value)
@@ -68,13 +68,13 @@ def _qa_flags(mode, value):
     return valid and (code & _L8_CLOUDY) != 0, valid
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _cloud_mask(mode, qa, cloudy_out, valid_out):
     for i in range(qa.size):
         cloudy_out[i], valid_out[i] = _qa_flags(mode, qa[i])
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _observe(mode, red, nir, qa, ndvi_out, cloudy_out, valid_out):
     """One pass of ``cloud_mask`` and ``ndvi`` (same float32 arithmetic, so the same bits)."""
     nan = np.float32(np.nan)

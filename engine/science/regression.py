@@ -418,14 +418,14 @@ def _fit_range(cov, y, train, p0, p1, tuning, max_iter, ridge, out):
             out[0, p] = c0
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _fit_serial(cov, y, train, tuning, max_iter, ridge, out):
     P = y.shape[1]
     for p0 in range(0, P, _CHUNK):
         _fit_range(cov, y, train, p0, min(p0 + _CHUNK, P), tuning, max_iter, ridge, out)
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True, parallel=True, error_model="numpy")
 def _fit_parallel(cov, y, train, tuning, max_iter, ridge, out):
     P = y.shape[1]
     nchunk = (P + _CHUNK - 1) // _CHUNK
@@ -449,14 +449,14 @@ def _predict_range(cov, coef, p0, p1, out):
             out[t, p0 + j] = acc[j]
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _predict_serial(cov, coef, out):
     P = out.shape[1]
     for p0 in range(0, P, _CHUNK):
         _predict_range(cov, coef, p0, min(p0 + _CHUNK, P), out)
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True, parallel=True, error_model="numpy")
 def _predict_parallel(cov, coef, out):
     P = out.shape[1]
     nchunk = (P + _CHUNK - 1) // _CHUNK

@@ -17,7 +17,7 @@ COVARIATES = ("VV_mean", "VH_mean", "VV_diff", "VH_diff", "VV_Nmean", "VH_Nmean"
 NOISE_FLOOR_DB = -40.0  # values <= this are border noise and masked
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _window_mean(planes, out):
     ny, nx = out.shape
     total = np.empty(nx)  # float64, members in order: the sums do not depend on how images are held
@@ -125,7 +125,7 @@ def covariates(
     return out
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _covariate_band(comp, mean, radius, r0, c0, out, j):
     """Covariates j, 2 + j, 4 + j, 6 + j of one polarisation (``covariates``), a date at a time: the
     box mean and the composite minus it only on the rows the crop's medians reach."""

@@ -502,36 +502,36 @@ _LN10_10 = 0.23025850929940458  # ln(10) / 10
 _10_LN10 = 4.342944819032518  # 10 / ln(10)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _mix(z):
     z = (z ^ (z >> _S30)) * _M1
     z = (z ^ (z >> _S27)) * _M2
     return z ^ (z >> _S31)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _h1(key, a):
     return _mix(key ^ _mix(np.uint64(a) + _GOLD))
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _h2(key, a, b):
     return _h1(_h1(key, a), b)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _uniform(h):
     return np.float64(h >> _S11) * _INV53
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _gauss4(h):
     """Approximately standard normal (Irwin-Hall of four 16-bit uniforms)."""
     s = np.float64(h & _LOW16) + np.float64((h >> _S16) & _LOW16) + np.float64((h >> _S32) & _LOW16) + np.float64(h >> _S48)
     return (s * _INV16 - 2.0) * _SQRT3
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _tri_pair(h):
     """Two approximately standard normal numbers (triangular, unit variance) from one hash."""
     a = (np.float64(h & _LOW16) + np.float64((h >> _S16) & _LOW16)) * _INV16 - 1.0
@@ -539,7 +539,7 @@ def _tri_pair(h):
     return a * _SQRT6, b * _SQRT6
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _keys(key, values):
     out = np.empty(values.shape[0], dtype=np.uint64)
     for i in range(values.shape[0]):
@@ -547,7 +547,7 @@ def _keys(key, values):
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _pixel_keys(key, xq, yq):
     out = np.empty((yq.shape[0], xq.shape[0]), dtype=np.uint64)
     for r in range(yq.shape[0]):
@@ -557,7 +557,7 @@ def _pixel_keys(key, xq, yq):
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _value_noise(out, key, xm, ym, scales, weights):
     """Add sum_o w_o * smooth-bilinear value noise (lattice spacing scales[o]) at (xm, ym) to out.
 
@@ -666,7 +666,7 @@ def _threshold(cover: np.ndarray, config) -> np.ndarray:
 N_PARAMS = 19
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _static_kernel(p, yearkey, lu, agu, soilu, tex, smu, pixkey, parcel_key, region_key, xm, ym):
     ny, nx = lu.shape
     ca, sa = np.cos(PARCEL_ANGLE), np.sin(PARCEL_ANGLE)
@@ -761,7 +761,7 @@ def _static_kernel(p, yearkey, lu, agu, soilu, tex, smu, pixkey, parcel_key, reg
             yearkey[r, c] = yk
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _season(yk, k, center, amp0, ja, fallow, jt):
     """Season-year ``k`` draws of a pixel: (season centre day, amplitude)."""
     hy = _h1(yk, np.int64(k))
@@ -774,7 +774,7 @@ def _season(yk, k, center, amp0, ja, fallow, jt):
     return center + k * 365.25 + jt * (2.0 * uj - 1.0), amp
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _season_shape(day, ck, ramp, big):
     """Double logistic 1/(1+exp(-(d+h)/s)) - 1/(1+exp(-(d-h)/s)) with big = exp(h/s): the season's
     shape on ``day``, which every pixel of a parcel (or region) shares."""
@@ -782,7 +782,7 @@ def _season_shape(day, ck, ramp, big):
     return 1.0 / (1.0 + e / big) - 1.0 / (1.0 + e * big)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _ndvi_value(g, ak, base, tex):
     """A pixel's NDVI from its season's shape ``g``: base + amplitude x shape + texture, clipped."""
     v = base + ak * g + tex
@@ -793,7 +793,7 @@ def _ndvi_value(g, ak, base, tex):
     return v
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _ndvi_core(day, ck, ak, ramp, big, base, tex):
     return _ndvi_value(_season_shape(day, ck, ramp, big), ak, base, tex)
 
@@ -821,7 +821,7 @@ def _new_state(ny: int, nx: int) -> np.ndarray:
     return st
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _truth_kernel(out, p, yearkey, state, days):
     nt, ny, nx = out.shape
     for t in range(nt):
@@ -844,7 +844,7 @@ def _truth_kernel(out, p, yearkey, state, days):
                 out[t, r, c] = nd
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _surface(cls, soil, vegred, nd):
     if cls == WATER:
         red = 0.03 + 0.02 * (soil - 0.09)
@@ -859,7 +859,7 @@ def _surface(cls, soil, vegred, nd):
     return red, nir
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _quantise(v, scale, offset):
     """Reflectance as stored in a catalog: DN = round((v - offset) / scale) clipped to [1, 65535]."""
     dn = np.rint((v - offset) / scale)
@@ -870,7 +870,7 @@ def _quantise(v, scale, offset):
     return dn * scale + offset
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _optical_kernel(red_out, nir_out, qa_out, p, yearkey, state, pixkey, days, qcode, date_keys,
                     cloud_keys, tau, sigma, cumulus, cirrus_keys, tau_ci, nd_phase, xm, ym, xs, ys,
                     cs, cw, us, uw, ks, kw, cov_mode, cov_idx, cov_masks, dn_scale, dn_offset):
@@ -1036,24 +1036,24 @@ _SPECKLE_DB = _speckle_table()
 _THERMAL_DB = _thermal_table()
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _sar_kernel(vv_out, vh_out, p, yearkey, state, pixkey, days, date_keys, sm, wind, nd_phase, spk, thermal,
                 cov_mode, cov_idx, cov_masks):
     nt, ny, nx = vv_out.shape
     border = SAR_NODATA_FRACTION + SAR_BORDER_NOISE_KM / SAR_SWATH_PERIOD_KM
-    for t in range(nt):
-        cm = cov_mode[t]
-        if cm == 0:  # the day's footprint covers no pixel centre of the window
-            vv_out[t] = np.nan
-            vh_out[t] = np.nan
-            continue
-        ci = cov_idx[t]
-        day = np.float64(days[t])
-        dk = date_keys[t]
-        phase = nd_phase[t]
-        smt = sm[t]
-        wt = wind[t]
-        for r in range(ny):
+    for r in range(ny):  # row by row, every date: a row's parameters stay in cache
+        for t in range(nt):
+            cm = cov_mode[t]
+            if cm == 0:  # the day's footprint covers no pixel centre of the window
+                vv_out[t, r] = np.nan
+                vh_out[t, r] = np.nan
+                continue
+            ci = cov_idx[t]
+            day = np.float64(days[t])
+            dk = date_keys[t]
+            phase = nd_phase[t]
+            smt = sm[t]
+            wt = wind[t]
             lck = lramp = lbig = np.nan  # the season's shape of the last pixel computed (none yet)
             lg = 0.0
             for c in range(nx):

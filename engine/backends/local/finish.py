@@ -22,7 +22,7 @@ from engine.sources.base import Source
 from tiling.grid import GridSpec, Tile, Window
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _keep_inside(a, inside, fill_value, out):
     for t in range(a.shape[0]):
         for y in range(a.shape[1]):
@@ -38,7 +38,7 @@ def keep_inside(a: np.ndarray, inside: np.ndarray) -> np.ndarray:
     return out
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _clear_errors(obs, mask, pred, inside):
     """The count and sum of |obs - pred| on one date's clear AOI pixels with both values finite: a
     float64 running sum in row-major order, so the figures do not depend on the window around them."""
