@@ -594,16 +594,33 @@ def _value_noise(out, key, xm, ym, scales, weights):
             kj = _h1(okey, iy0 + j)
             for i in range(tw):
                 tab[j, i] = 2.0 * _uniform(_h1(kj, ix0 + i)) - 1.0
+        # runs of columns in one lattice cell: their two lattice values are shared
+        runs = np.empty(nx + 1, dtype=np.int64)
+        nr = 0
+        for i in range(nx):
+            if i == 0 or ix[i] != ix[i - 1]:
+                runs[nr] = i
+                nr += 1
+        runs[nr] = nx
         line = np.empty(tw)
         for j in range(ny):
             jj = iy[j] - iy0
             wy = fy[j]
             for i in range(tw):  # interpolate the lattice along y first, then along x
                 line[i] = tab[jj, i] + wy * (tab[jj + 1, i] - tab[jj, i])
-            for i in range(nx):
-                ii = ix[i] - ix0
+            if 4 * nr > nx:  # short runs (a fine octave): pixel by pixel
+                for i in range(nx):
+                    ii = ix[i] - ix0
+                    a = line[ii]
+                    out[j, i] += w * (a + fx[i] * (line[ii + 1] - a))
+                continue
+            for k in range(nr):  # the same arithmetic, a run's lattice values loaded once
+                i0, i1 = runs[k], runs[k + 1]
+                ii = ix[i0] - ix0
                 a = line[ii]
-                out[j, i] += w * (a + fx[i] * (line[ii + 1] - a))
+                d = line[ii + 1] - a
+                for i in range(i0, i1):
+                    out[j, i] += w * (a + fx[i] * d)
 
 
 # --- quantile tables of the noise fields (tiling-independent constants, computed once) ------
