@@ -29,14 +29,16 @@ class TileSink:
                 **({"work": True} if work else {})}
 
     def model(self, coef: np.ndarray) -> Outputs:
-        """The 9-band coefficient image of the compute window as a COG (saved before it is used)."""
+        """The 9-band coefficient image of the compute window as a COG (saved before it is used).
+        ZSTD level 1: a 512 px model writes in 0.04 s instead of 0.16 s (level 9, GDAL's default)
+        for 5 % more bytes."""
         path = self.rd.tile_dir(self.tile.id) / "model.tif"
         gbox = self.tile.grid.geobox(*self.window)
         with atomic_path(path) as tmp:
             with rasterio.open(tmp, "w", driver="COG", width=gbox.shape[1], height=gbox.shape[0],
                                count=len(COEF_BANDS), dtype="float32", crs=gbox.crs.to_wkt(), transform=gbox.affine,
-                               nodata=np.nan, compress="ZSTD", predictor=3, overviews="NONE", blocksize=256,
-                               num_threads=1) as dst:
+                               nodata=np.nan, compress="ZSTD", level=1, predictor=3, overviews="NONE",
+                               blocksize=256, num_threads=1) as dst:
                 dst.write(coef.astype(np.float32))
                 dst.descriptions = COEF_BANDS
                 dst.update_tags(tile_id=self.tile.id)
