@@ -502,36 +502,41 @@ _LN10_10 = 0.23025850929940458  # ln(10) / 10
 _10_LN10 = 4.342944819032518  # 10 / ln(10)
 
 
-@njit(cache=True, error_model="numpy")
+# numba's numpy error model: a float division by zero gives inf / NaN as in numpy instead of a
+# test and a ZeroDivisionError at every division (these kernels never divide by zero).
+kernel = njit(cache=True, error_model="numpy")
+
+
+@kernel
 def _mix(z):
     z = (z ^ (z >> _S30)) * _M1
     z = (z ^ (z >> _S27)) * _M2
     return z ^ (z >> _S31)
 
 
-@njit(cache=True, error_model="numpy")
+@kernel
 def _h1(key, a):
     return _mix(key ^ _mix(np.uint64(a) + _GOLD))
 
 
-@njit(cache=True, error_model="numpy")
+@kernel
 def _h2(key, a, b):
     return _h1(_h1(key, a), b)
 
 
-@njit(cache=True, error_model="numpy")
+@kernel
 def _uniform(h):
     return np.float64(h >> _S11) * _INV53
 
 
-@njit(cache=True, error_model="numpy")
+@kernel
 def _gauss4(h):
     """Approximately standard normal (Irwin-Hall of four 16-bit uniforms)."""
     s = np.float64(h & _LOW16) + np.float64((h >> _S16) & _LOW16) + np.float64((h >> _S32) & _LOW16) + np.float64(h >> _S48)
     return (s * _INV16 - 2.0) * _SQRT3
 
 
-@njit(cache=True, error_model="numpy")
+@kernel
 def _tri_pair(h):
     """Two approximately standard normal numbers (triangular, unit variance) from one hash."""
     a = (np.float64(h & _LOW16) + np.float64((h >> _S16) & _LOW16)) * _INV16 - 1.0
@@ -539,7 +544,7 @@ def _tri_pair(h):
     return a * _SQRT6, b * _SQRT6
 
 
-@njit(cache=True, error_model="numpy")
+@kernel
 def _keys(key, values):
     out = np.empty(values.shape[0], dtype=np.uint64)
     for i in range(values.shape[0]):
@@ -547,7 +552,7 @@ def _keys(key, values):
     return out
 
 
-@njit(cache=True, error_model="numpy")
+@kernel
 def _pixel_keys(key, xq, yq):
     out = np.empty((yq.shape[0], xq.shape[0]), dtype=np.uint64)
     for r in range(yq.shape[0]):
@@ -557,7 +562,7 @@ def _pixel_keys(key, xq, yq):
     return out
 
 
-@njit(cache=True, error_model="numpy")
+@kernel
 def _value_noise(out, key, xm, ym, scales, weights):
     """Add sum_o w_o * smooth-bilinear value noise (lattice spacing scales[o]) at (xm, ym) to out.
 
@@ -683,7 +688,7 @@ def _threshold(cover: np.ndarray, config) -> np.ndarray:
 N_PARAMS = 19
 
 
-@njit(cache=True, error_model="numpy")
+@kernel
 def _static_kernel(p, yearkey, lu, agu, soilu, tex, smu, pixkey, parcel_key, region_key, xm, ym):
     ny, nx = lu.shape
     ca, sa = np.cos(PARCEL_ANGLE), np.sin(PARCEL_ANGLE)
@@ -778,7 +783,7 @@ def _static_kernel(p, yearkey, lu, agu, soilu, tex, smu, pixkey, parcel_key, reg
             yearkey[r, c] = yk
 
 
-@njit(cache=True, error_model="numpy")
+@kernel
 def _season(yk, k, center, amp0, ja, fallow, jt):
     """Season-year ``k`` draws of a pixel: (season centre day, amplitude)."""
     hy = _h1(yk, np.int64(k))
@@ -791,7 +796,7 @@ def _season(yk, k, center, amp0, ja, fallow, jt):
     return center + k * 365.25 + jt * (2.0 * uj - 1.0), amp
 
 
-@njit(cache=True, error_model="numpy")
+@kernel
 def _season_shape(day, ck, ramp, big):
     """Double logistic 1/(1+exp(-(d+h)/s)) - 1/(1+exp(-(d-h)/s)) with big = exp(h/s): the season's
     shape on ``day``, which every pixel of a parcel (or region) shares."""
@@ -799,7 +804,7 @@ def _season_shape(day, ck, ramp, big):
     return 1.0 / (1.0 + e / big) - 1.0 / (1.0 + e * big)
 
 
-@njit(cache=True, error_model="numpy")
+@kernel
 def _ndvi_value(g, ak, base, tex):
     """A pixel's NDVI from its season's shape ``g``: base + amplitude x shape + texture, clipped."""
     v = base + ak * g + tex
@@ -810,7 +815,7 @@ def _ndvi_value(g, ak, base, tex):
     return v
 
 
-@njit(cache=True, error_model="numpy")
+@kernel
 def _ndvi_core(day, ck, ak, ramp, big, base, tex):
     return _ndvi_value(_season_shape(day, ck, ramp, big), ak, base, tex)
 
@@ -838,7 +843,7 @@ def _new_state(ny: int, nx: int) -> np.ndarray:
     return st
 
 
-@njit(cache=True, error_model="numpy")
+@kernel
 def _truth_kernel(out, p, yearkey, state, days):
     nt, ny, nx = out.shape
     for t in range(nt):
@@ -861,7 +866,7 @@ def _truth_kernel(out, p, yearkey, state, days):
                 out[t, r, c] = nd
 
 
-@njit(cache=True, error_model="numpy")
+@kernel
 def _surface(cls, soil, vegred, nd):
     if cls == WATER:
         red = 0.03 + 0.02 * (soil - 0.09)
@@ -876,7 +881,7 @@ def _surface(cls, soil, vegred, nd):
     return red, nir
 
 
-@njit(cache=True, error_model="numpy")
+@kernel
 def _quantise(v, scale, offset):
     """Reflectance as stored in a catalog: DN = round((v - offset) / scale) clipped to [1, 65535]."""
     dn = np.rint((v - offset) / scale)
@@ -887,7 +892,7 @@ def _quantise(v, scale, offset):
     return dn * scale + offset
 
 
-@njit(cache=True, error_model="numpy")
+@kernel
 def _optical_kernel(red_out, nir_out, qa_out, p, yearkey, state, pixkey, days, qcode, date_keys,
                     cloud_keys, tau, sigma, cumulus, cirrus_keys, tau_ci, nd_phase, xm, ym, xs, ys,
                     cs, cw, us, uw, ks, kw, cov_mode, cov_idx, cov_masks, dn_scale, dn_offset):
@@ -1053,7 +1058,7 @@ _SPECKLE_DB = _speckle_table()
 _THERMAL_DB = _thermal_table()
 
 
-@njit(cache=True, error_model="numpy")
+@kernel
 def _sar_kernel(vv_out, vh_out, p, yearkey, state, pixkey, days, date_keys, sm, wind, nd_phase, spk, thermal,
                 cov_mode, cov_idx, cov_masks):
     nt, ny, nx = vv_out.shape
@@ -1120,7 +1125,7 @@ def _sar_kernel(vv_out, vh_out, p, yearkey, state, pixkey, days, date_keys, sm, 
                 _add_thermal(sig[pol], p[P_NESZ, r], keep, thermal, vv_out[t, r] if pol == 0 else vh_out[t, r])
 
 
-@njit(cache=True, error_model="numpy")
+@kernel
 def _add_thermal(sig, nesz, keep, thermal, out):
     """out[c] <- sig[c] + 10 log10(1 + 10^((nesz[c] - sig[c]) / 10)) where keep[c] (the thermal
     table, interpolated), a row at a time with selects for branches: each kept value takes the
