@@ -1063,7 +1063,7 @@ def _sar_kernel(vv_out, vh_out, p, yearkey, state, pixkey, days, date_keys, sm, 
                 cov_mode, cov_idx, cov_masks):
     nt, ny, nx = vv_out.shape
     border = SAR_NODATA_FRACTION + SAR_BORDER_NOISE_KM / SAR_SWATH_PERIOD_KM
-    sig = np.empty((2, nx))  # a row's backscatter before thermal noise (float64)
+    sig = np.zeros((2, nx))  # a row's backscatter before thermal noise (float64; finite where not kept)
     keep = np.empty(nx, dtype=np.bool_)  # the row's pixels that get it
     for r in range(ny):  # row by row, every date: a row's parameters stay in cache
         for t in range(nt):
@@ -1135,7 +1135,9 @@ def _add_thermal(sig, nesz, keep, thermal, out):
         s = sig[c]
         x = nesz[c] - s
         f = (x - _THERMAL_X0) / _THERMAL_DX
-        i = np.int64(min(max(f, 0.0), _THERMAL_N - 1.0))
+        fi = f if f > 0.0 else 0.0  # the table index, clamped (NaN -> 0): read before the select
+        fi = fi if fi < _THERMAL_N - 1.0 else _THERMAL_N - 1.0
+        i = np.int64(fi)
         w = f - i
         inner = thermal[i] + w * (thermal[i + 1] - thermal[i])
         above = top + (x - (_THERMAL_X0 + _THERMAL_DX * _THERMAL_N))

@@ -596,3 +596,36 @@ def test_the_synthetic_world_is_unchanged(mission, res):
     for a in (o.red, o.nir, o.qa, s.vv, s.vh, t):
         h.update(np.ascontiguousarray(a.values).tobytes())
     assert (len(opt), len(sar), h.hexdigest()) == WORLD_DIGESTS[mission]
+
+
+def test_thermal_noise_of_a_row_is_the_branching_formula():
+    """``_add_thermal`` (selects over a row) gives, bit for bit, the three-branch per-pixel formula,
+    at the branch boundaries too, and leaves the pixels it does not keep untouched."""
+    from engine.sources.synthetic import _THERMAL_DB, _THERMAL_DX, _THERMAL_N, _THERMAL_X0, _add_thermal
+
+    rng = np.random.default_rng(3)
+    x_edges = [_THERMAL_X0 - 1.0, _THERMAL_X0, np.nextafter(_THERMAL_X0, 0.0), -20.0, 0.0,
+               _THERMAL_X0 + _THERMAL_DX * (_THERMAL_N - 1), _THERMAL_X0 + _THERMAL_DX * _THERMAL_N, 45.0]
+    x = np.concatenate([x_edges, rng.uniform(-70.0, 50.0, 4000)])
+    nesz = rng.uniform(-33.0, -29.0, x.size)
+    sig = nesz - x
+    keep = rng.random(x.size) < 0.8
+    sig[~keep] = np.nan  # never read into a result
+    out = np.full(x.size, 7.0, np.float32)
+    _add_thermal(sig, nesz, keep, _THERMAL_DB, out)
+
+    def branching(s: float, n: float) -> np.float32:
+        xx = n - s
+        if xx <= _THERMAL_X0:
+            add = 0.0
+        else:
+            f = (xx - _THERMAL_X0) / _THERMAL_DX
+            if f >= _THERMAL_N:
+                add = _THERMAL_DB[_THERMAL_N] + (xx - (_THERMAL_X0 + _THERMAL_DX * _THERMAL_N))
+            else:
+                i = int(f)
+                add = _THERMAL_DB[i] + (f - i) * (_THERMAL_DB[i + 1] - _THERMAL_DB[i])
+        return np.float32(s + add)
+
+    expected = np.array([branching(s, n) if k else np.float32(7.0) for s, n, k in zip(sig, nesz, keep)])
+    np.testing.assert_array_equal(bits(out), bits(expected))
