@@ -8,7 +8,8 @@ the most AOI pixels), with every science step, source read and write wrapped in 
 counts exclusive seconds (a step's time excludes the steps it calls). Prints a table: seconds,
 share of the tile, and the multiple of the regression's own time. The synthetic source's cost is
 printed separately, per pixel-date, next to the engine's own cost per pixel-date (issue 14: at
-most a quarter): for the tile's stages, and for a run, whose global pass reads every image once more. Numba runs ``--threads`` threads (1: per-core figures).
+most a quarter): for the tile's stages, and for a run, whose global pass reads every image once
+more. Numba runs ``--threads`` threads (1: per-core figures).
 """
 from __future__ import annotations
 
