@@ -87,7 +87,7 @@ def print_plan(ctx: RunContext) -> None:
                   f"assets of the {s['ee_asset_quota']:,} quota")
     basis = (f"rough: {GEE_MINUTES_PER_TASK:g} min per batch task; Earth Engine's load decides" if p.BACKEND == "gee" else
              "rough: a fixed cost and a cost per pixel-date measured by benchmarks/scene.py (benchmarks/RESULTS.md); "
-             "machines differ up to 2x; the first run also compiles the kernels, about 40 s")
+             "machines differ up to 2x; the first run also compiles the kernels, about 30 s")
     t.add_row("Earth Engine compute", eecu_row(ctx, eecu_outlook(ctx)))
     if p.BACKEND == "local" and p.DATA_SOURCE == "ee":
         from engine.backends.gee.source import planned_reads
