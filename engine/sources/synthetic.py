@@ -696,27 +696,35 @@ def _static_kernel(p, yearkey, lu, agu, soilu, tex, smu, pixkey, parcel_key, reg
     cs, ss = np.cos(SAR_SWATH_ANGLE), np.sin(SAR_SWATH_ANGLE)
     for r in range(ny):
         y = ym[r]
+        lpi = lpj = lri = lrj = np.int64(-(2**62))  # the last parcel and region cell hashed (none yet)
+        hk = rk = np.uint64(0)
+        u1 = u2 = u3 = u4 = u5 = u6 = u7 = 0.0
         for c in range(nx):
             x = xm[c]
             hp = pixkey[r, c]
             u_pix = _uniform(_mix(hp ^ _GOLD))
             g_pix = _gauss4(_mix(hp ^ _M1))
             landscape = lu[r, c] + 0.015 * tex[r, c]
-            # parcels on a rotated lattice
+            # parcels on a rotated lattice (a parcel's draws hashed once per run of its pixels)
             pu = x * ca + y * sa
             pv = -x * sa + y * ca
             pi = np.int64(np.floor(pu / PARCEL_SIZE[0]))
             pj = np.int64(np.floor(pv / PARCEL_SIZE[1]))
-            hk = _h2(parcel_key, pi, pj)
-            u1 = _uniform(_mix(hk ^ np.uint64(1)))
-            u2 = _uniform(_mix(hk ^ np.uint64(2)))
-            u3 = _uniform(_mix(hk ^ np.uint64(3)))
-            u4 = _uniform(_mix(hk ^ np.uint64(4)))
-            u5 = _uniform(_mix(hk ^ np.uint64(5)))
-            u6 = _uniform(_mix(hk ^ np.uint64(6)))
-            u7 = _uniform(_mix(hk ^ np.uint64(7)))
+            if pi != lpi or pj != lpj:
+                lpi, lpj = pi, pj
+                hk = _h2(parcel_key, pi, pj)
+                u1 = _uniform(_mix(hk ^ np.uint64(1)))
+                u2 = _uniform(_mix(hk ^ np.uint64(2)))
+                u3 = _uniform(_mix(hk ^ np.uint64(3)))
+                u4 = _uniform(_mix(hk ^ np.uint64(4)))
+                u5 = _uniform(_mix(hk ^ np.uint64(5)))
+                u6 = _uniform(_mix(hk ^ np.uint64(6)))
+                u7 = _uniform(_mix(hk ^ np.uint64(7)))
             # region cells (5 km) give forest / pasture / water their inter-annual variation
-            rk = _h2(region_key, np.int64(np.floor(x / 5000.0)), np.int64(np.floor(y / 5000.0)))
+            ri, rj = np.int64(np.floor(x / 5000.0)), np.int64(np.floor(y / 5000.0))
+            if ri != lri or rj != lrj:
+                lri, lrj = ri, rj
+                rk = _h2(region_key, ri, rj)
             if landscape < WATER_QUANTILE:
                 cls = WATER
                 yk = rk
