@@ -9,8 +9,8 @@ from engine.run.context import RunContext
 # reduce and merge) plus LOCAL_SECONDS_PER_PIXEL_DATE per computed pixel and planned date on one core,
 # all stages included. Fitted to two runs of `python -m benchmarks.scene` in the same hour
 # (benchmarks/RESULTS.md, "Compute windows cut to the AOI's part of each tile"): the scene, 985.5 s for
-# 4.94e9 pixel-dates, and the 1,000 km2 square, 20.65 s for 5.1e7, on 2 workers (kernel ~0.42 Mpx/s
-# per core; machines differ up to 2x).
+# 4.94e9 pixel-dates, and the 1,000 km2 square, 20.65 s for 5.1e7, on 2 workers (the runs' kernel means
+# 0.397, 0.428 and 0.421 Mpx/s per core; machines differ up to 2x).
 LOCAL_SECONDS_PER_PIXEL_DATE = 4.0e-7
 LOCAL_FIXED_SECONDS = 10.0
 # Earth Engine: rough minutes per batch task of a budget-sized tile (unconfirmed; depends on load). A tile is

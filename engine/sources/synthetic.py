@@ -1137,7 +1137,7 @@ def _sar_kernel(vv_out, vh_out, p, yearkey, state, pixkey, days, date_keys, sm, 
 def _add_thermal(sig, nesz, keep, thermal, out):
     """out[c] <- sig[c] + 10 log10(1 + 10^((nesz[c] - sig[c]) / 10)) where keep[c] (the thermal
     table, interpolated), a row at a time with selects for branches: each kept value takes the
-    arithmetic of the branch its x falls in, the very bits of a branching loop, ~25 % faster."""
+    arithmetic of the branch its x falls in, the very bits of a branching loop."""
     top = thermal[_THERMAL_N]
     for c in range(sig.shape[0]):
         s = sig[c]
